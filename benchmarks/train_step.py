@@ -1,0 +1,108 @@
+"""Seconds per training update (world model + actor + value).
+
+    python benchmarks/train_step.py                 # every precision here
+    python benchmarks/train_step.py --precision 32 --jit False
+
+Builds the agent at the full default config (or --tiny for a smoke run) on
+random data of the right shapes, times the compiled update after warm-up and
+prints the median. The last line is JSON: {precision name: median seconds}.
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+NAMES = {'32': 'float32', '16': 'float16', 'bf16': 'bfloat16'}
+
+
+def random_batch(config, action_size, seed=0):
+  rng = np.random.default_rng(seed)
+  shape = (config.batch_size, config.batch_length)
+  return {
+      'image': rng.integers(0, 256, shape + (64, 64, 3), dtype=np.uint8),
+      'action': rng.uniform(-1, 1, shape + (action_size,)).astype(np.float32),
+      'reward': rng.normal(size=shape).astype(np.float32),
+      'discount': np.ones(shape, np.float32),
+  }
+
+
+def update_flops(agent, data):
+  """Float operations of one update, from TensorFlow's graph statistics."""
+  import tensorflow as tf
+  graph = agent.train.get_concrete_function(data).graph
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options['output'] = 'none'
+  return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
+def measure(precision, jit, repeats, warmup, tiny, action_size):
+  import dreamer
+  import models
+  overrides = dict(precision=precision, jit=jit)
+  if tiny:
+    overrides.update(
+        cnn_depth=4, deter_size=16, stoch_size=4, num_units=16, batch_size=4,
+        batch_length=8, horizon=4)
+  config = dreamer.make_config(**overrides)
+  agent = models.Dreamer(config, action_size)
+  data = random_batch(config, action_size)
+  start = time.perf_counter()
+  for _ in range(warmup):
+    _block(agent.train(data))
+  compile_seconds = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    _block(agent.train(data))
+    times.append(time.perf_counter() - start)
+  median = statistics.median(times)
+  flops = update_flops(
+      models.Dreamer(dreamer.make_config(**{**overrides, 'jit': False}),
+                     action_size), data)
+  print(f'{NAMES[precision]:9s} jit={jit!s:5s} warm-up {compile_seconds:6.1f} s  '
+        f'median {median:.3f} s  min {min(times):.3f} s  '
+        f'({repeats} updates)  {flops / 1e9:.1f} GFLOP/update  '
+        f'{flops / median / 1e9:.0f} GFLOP/s', flush=True)
+  return median
+
+
+def _block(metrics):
+  for value in metrics.values():
+    value.numpy()
+
+
+def supported_precisions():
+  import tensorflow as tf
+  if tf.config.list_physical_devices('GPU'):
+    return ['32', '16', 'bf16']
+  return ['32', 'bf16']
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--precision', choices=list(NAMES), default=None)
+  parser.add_argument('--jit', choices=['True', 'False'], default='True')
+  parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--warmup', type=int, default=2)
+  parser.add_argument('--action_size', type=int, default=6)
+  parser.add_argument('--tiny', action='store_true',
+                      help='small networks and batch: a smoke test only')
+  args = parser.parse_args()
+  precisions = [args.precision] if args.precision else supported_precisions()
+  results = {}
+  for precision in precisions:
+    results[NAMES[precision]] = round(measure(
+        precision, args.jit == 'True', args.repeats, args.warmup, args.tiny,
+        args.action_size), 4)
+  print(json.dumps(results))
+
+
+if __name__ == '__main__':
+  main()

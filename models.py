@@ -1,0 +1,291 @@
+"""World model and actor-critic: losses, optimizers and the train step."""
+
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+import networks
+import tools
+
+tfd = tfp.distributions
+
+PRECISIONS = {'16': 'mixed_float16', '32': 'float32', 'bf16': 'mixed_bfloat16'}
+TRAIN_KEYS = ('image', 'action', 'reward', 'discount')
+
+
+def dtype_policy(precision):
+  """The Keras dtype policy for a `precision` config value (16, 32, bf16)."""
+  key = str(precision)
+  if key not in PRECISIONS:
+    raise ValueError(
+        f'unknown precision {precision!r}; allowed: {", ".join(PRECISIONS)}')
+  return PRECISIONS[key]
+
+
+# --- Losses -----------------------------------------------------------------
+
+def preprocess(data, clip_rewards='none'):
+  """image uint8 → x / 255 − 0.5 (float32); reward through clip_rewards."""
+  if clip_rewards not in ('none', 'tanh'):
+    raise ValueError(
+        f'unknown clip_rewards {clip_rewards!r}; allowed: none, tanh')
+  data = dict(data)
+  data['image'] = tf.cast(data['image'], tf.float32) / 255.0 - 0.5
+  if 'reward' in data:
+    data['reward'] = tf.cast(data['reward'], tf.float32)
+    if clip_rewards == 'tanh':
+      data['reward'] = tf.tanh(data['reward'])
+  return data
+
+
+def kl_loss(post_dist, prior_dist, free_nats):
+  """div = max(mean over B, T of KL(post ‖ prior), free_nats).
+
+  Free nats are applied after averaging, as in the original.
+  """
+  div = tf.reduce_mean(tfd.kl_divergence(post_dist, prior_dist))
+  return tf.maximum(div, free_nats)
+
+
+def discount_weights(pcont):
+  """w = cumprod(concat([1], pcont[:−2])) over time axis 0, no gradient.
+
+  For (H, N) discounts, the (H − 1, N) weights of the λ-returns: the
+  probability of reaching each imagined step.
+  """
+  pcont.shape.with_rank_at_least(1)
+  ones = tf.ones_like(pcont[:1])
+  return tf.stop_gradient(tf.math.cumprod(tf.concat([ones, pcont[:-2]], 0), 0))
+
+
+def actor_loss(returns, weights):
+  """−mean(w · returns)."""
+  returns.shape.assert_is_compatible_with(weights.shape)
+  return -tf.reduce_mean(weights * returns)
+
+
+def value_loss(value_dist, returns, weights):
+  """−mean(w · log N(stop_gradient(returns); value, 1))."""
+  returns.shape.assert_is_compatible_with(weights.shape)
+  target = tf.stop_gradient(returns)
+  return -tf.reduce_mean(weights * value_dist.log_prob(target))
+
+
+# --- Optimizer --------------------------------------------------------------
+
+class Optimizer:
+  """Adam with global-norm clipping, weight decay and loss scaling.
+
+  Calling it with a tape and a loss applies one update and returns the
+  gradient norm before clipping. With `loss_scale`, the loss is scaled
+  dynamically (start 2^15, halved and the update skipped on non-finite
+  gradients, doubled after 2000 finite steps) as float16 needs.
+  """
+
+  def __init__(self, name, variables, lr, clip, wd=0.0, wd_pattern='.*',
+               names=None, loss_scale=False):
+    self.name = name
+    self._variables = list(variables)
+    self._clip = clip
+    self._wd = wd
+    self._opt = keras.optimizers.Adam(
+        lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=f'{name}_adam')
+    self._opt.build(self._variables)
+    names = names or [getattr(v, 'path', v.name) for v in self._variables]
+    self._decayed = [
+        v for v, n in zip(self._variables, names) if re.search(wd_pattern, n)]
+    self._scale = None
+    if loss_scale:
+      self._scale = tf.Variable(2.0 ** 15, trainable=False, dtype=tf.float32)
+      self._good_steps = tf.Variable(0, trainable=False, dtype=tf.int64)
+
+  @property
+  def variables(self):
+    return self._variables
+
+  @property
+  def state_variables(self):
+    """Optimizer state to checkpoint (moments, step, loss scale)."""
+    extra = [self._scale, self._good_steps] if self._scale is not None else []
+    return list(self._opt.variables) + extra
+
+  def __call__(self, tape, loss):
+    if self._scale is None:
+      grads = tape.gradient(loss, self._variables)
+    else:
+      with tape:
+        loss = loss * self._scale
+      grads = tape.gradient(loss, self._variables)
+      grads = [g / self._scale for g in grads]
+    norm = tf.linalg.global_norm(grads)
+    grads, _ = tf.clip_by_global_norm(grads, self._clip, use_norm=norm)
+    if self._scale is None:
+      self._apply(grads)
+    else:
+      finite = tf.math.is_finite(norm)
+      tf.cond(finite, lambda: self._apply(grads), lambda: tf.constant(False))
+      self._update_scale(finite)
+    return norm
+
+  def _apply(self, grads):
+    self._opt.apply_gradients(zip(grads, self._variables))
+    if self._wd:
+      for var in self._decayed:
+        var.assign((1 - self._wd) * var)
+    return tf.constant(True)
+
+  def _update_scale(self, finite):
+    grow = tf.logical_and(finite, self._good_steps >= 1999)
+    self._scale.assign(tf.where(
+        finite, tf.where(grow, 2 * self._scale, self._scale), self._scale / 2))
+    self._good_steps.assign(tf.where(
+        tf.logical_and(finite, tf.logical_not(grow)),
+        self._good_steps + 1, tf.zeros_like(self._good_steps)))
+
+
+# --- The agent's networks and train step ------------------------------------
+
+class Dreamer:
+  """World model, actor and value with their optimizers and train step.
+
+  `config` holds the keys of dreamer.defaults(); `action_size` is the
+  action dimension. `train(data)` takes a batch of (B, T) sequences with
+  image uint8 (B, T, 64, 64, 3), action (B, T, A), reward and discount
+  (B, T), applies one update of all three parts and returns the metrics.
+  """
+
+  def __init__(self, config, action_size, jit=None):
+    self._c = config
+    self._action_size = action_size
+    policy = dtype_policy(config.precision)
+    self.modules = build_modules(config, action_size, policy)
+    for name, module in self.modules.items():
+      setattr(self, name, module)
+    model_names = ['encoder', 'rssm', 'decoder', 'reward']
+    if config.pcont:
+      model_names.append('pcont')
+    scale = policy == 'mixed_float16'
+    self.model_opt = self._optimizer('model', model_names, config.model_lr, scale)
+    self.value_opt = self._optimizer('value', ['value'], config.value_lr, scale)
+    self.actor_opt = self._optimizer('actor', ['actor'], config.actor_lr, scale)
+    jit = getattr(config, 'jit', False) if jit is None else jit
+    self.train = tf.function(self._train, jit_compile=bool(jit))
+
+  def _optimizer(self, name, module_names, lr, loss_scale):
+    named = {}
+    for module_name in module_names:
+      named.update(networks.weights.module_weights(
+          module_name, self.modules[module_name]))
+    return Optimizer(
+        name, named.values(), lr, self._c.grad_clip, self._c.weight_decay,
+        self._c.weight_decay_pattern, names=list(named), loss_scale=loss_scale)
+
+  @property
+  def optimizers(self):
+    return [self.model_opt, self.value_opt, self.actor_opt]
+
+  def _train(self, data):
+    data = preprocess(
+        {k: data[k] for k in TRAIN_KEYS}, self._c.clip_rewards)
+    with tf.GradientTape() as model_tape:
+      model_loss, post, feat, metrics = self.world_model_loss(data)
+    with tf.GradientTape() as actor_tape:
+      imag_feat = self.imagine_ahead(post)
+      reward = self.reward(imag_feat).mode()
+      if self._c.pcont:
+        pcont = self.pcont(imag_feat).mean()
+      else:
+        pcont = self._c.discount * tf.ones_like(reward)
+      value = self.value(imag_feat).mode()
+      returns = tools.lambda_return(
+          reward[:-1], value[:-1], pcont[:-1], value[-1], self._c.disclam)
+      weights = discount_weights(pcont)
+      actor_loss_ = actor_loss(returns, weights)
+    with tf.GradientTape() as value_tape:
+      value_loss_ = value_loss(self.value(imag_feat[:-1]), returns, weights)
+    metrics['model_grad_norm'] = self.model_opt(model_tape, model_loss)
+    metrics['actor_grad_norm'] = self.actor_opt(actor_tape, actor_loss_)
+    metrics['value_grad_norm'] = self.value_opt(value_tape, value_loss_)
+    metrics['model_loss'] = model_loss
+    metrics['actor_loss'] = actor_loss_
+    metrics['value_loss'] = value_loss_
+    metrics['action_ent'] = tf.reduce_mean(self.actor(feat).entropy())
+    return metrics
+
+  def world_model_loss(self, data):
+    """model_loss = kl_scale · div − Σ likelihoods, and the posterior."""
+    embed = self.encoder(data['image'])
+    post, prior = self.rssm.observe(embed, data['action'])
+    feat = self.rssm.get_feat(post)
+    likes = {
+        'image': tf.reduce_mean(self.decoder(feat).log_prob(data['image'])),
+        'reward': tf.reduce_mean(self.reward(feat).log_prob(data['reward'])),
+    }
+    if self._c.pcont:
+      target = self._c.discount * tf.cast(data['discount'], tf.float32)
+      likes['pcont'] = self._c.pcont_scale * tf.reduce_mean(
+          self.pcont(feat).log_prob(target))
+    prior_dist = self.rssm.get_dist(prior)
+    post_dist = self.rssm.get_dist(post)
+    div = kl_loss(post_dist, prior_dist, self._c.free_nats)
+    model_loss = self._c.kl_scale * div - sum(likes.values())
+    metrics = {f'{name}_loss': -like for name, like in likes.items()}
+    metrics['div'] = div
+    metrics['prior_ent'] = tf.reduce_mean(prior_dist.entropy())
+    metrics['post_ent'] = tf.reduce_mean(post_dist.entropy())
+    return model_loss, post, feat, metrics
+
+  def imagine_ahead(self, post):
+    """Features of `horizon` imagined steps from every posterior state.
+
+    Start states are all (B, T) posterior states (without the last time step
+    when pcont is on), flattened; returns (horizon, B·T, feat) features of
+    the states after each step (the start state is not included).
+    """
+    if self._c.pcont:
+      post = {k: v[:, :-1] for k, v in post.items()}
+    start = {k: tf.reshape(v, [-1, v.shape[-1]]) for k, v in post.items()}
+
+    def step(prev, _):
+      feat = tf.stop_gradient(self.rssm.get_feat(prev))
+      return self.rssm.img_step(prev, self.actor(feat).sample())
+
+    states = tools.static_scan(step, tf.range(self._c.horizon), start)
+    return self.rssm.get_feat(states)
+
+
+def build_modules(config, action_size, policy='float32'):
+  """The networks of the agent, named as in the original."""
+  c = config
+  encoder = networks.ConvEncoder(c.cnn_depth, c.cnn_act, dtype=policy)
+  rssm = networks.RSSM(
+      action_size, encoder.embed_size, c.stoch_size, c.deter_size,
+      c.deter_size, dtype=policy)
+  feat = rssm.feat_size
+  modules = {
+      'encoder': encoder,
+      'rssm': rssm,
+      'decoder': networks.ConvDecoder(
+          feat, c.cnn_depth, c.cnn_act, dtype=policy),
+      'reward': networks.DenseDecoder(
+          feat, (), 2, c.num_units, 'normal', c.dense_act, policy, 'reward'),
+      'value': networks.DenseDecoder(
+          feat, (), 3, c.num_units, 'normal', c.dense_act, policy, 'value'),
+      'actor': networks.ActionDecoder(
+          feat, action_size, 4, c.num_units, c.action_dist, c.dense_act,
+          c.action_init_std, dtype=policy, name='actor'),
+  }
+  if c.pcont:
+    modules['pcont'] = networks.DenseDecoder(
+        feat, (), 3, c.num_units, 'binary', c.dense_act, policy, 'pcont')
+  return modules
+
+
+def count_params(modules):
+  """{module name: number of trainable parameters}."""
+  return {
+      name: int(sum(np.prod(v.shape) for v in module.trainable_variables))
+      for name, module in modules.items()}

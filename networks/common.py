@@ -1,0 +1,73 @@
+"""Pieces shared by the networks."""
+
+import keras
+import tensorflow as tf
+
+ACTIVATIONS = {
+    'elu': tf.nn.elu,
+    'relu': tf.nn.relu,
+    'swish': tf.nn.swish,
+    'leaky_relu': tf.nn.leaky_relu,
+}
+
+
+def get_act(name):
+  """The activation function called `name` (one of ACTIVATIONS)."""
+  if name not in ACTIVATIONS:
+    raise ValueError(
+        f'unknown activation {name!r}; allowed: {", ".join(ACTIVATIONS)}')
+  return ACTIVATIONS[name]
+
+
+def built(layer, input_shape):
+  """Builds a Keras layer for inputs of `input_shape` and returns it."""
+  layer.build(input_shape)
+  return layer
+
+
+def to_float32(x):
+  return tf.cast(x, tf.float32)
+
+
+class Module(keras.layers.Layer):
+  """A Keras layer whose sublayers are built at construction.
+
+  Subclasses create and build their layers in `__init__`, so that parameter
+  counts are known before the first call, and list them by the original's
+  layer names in `self.named_layers` (see weights.py).
+  """
+
+  def __init__(self, name, dtype=None):
+    super().__init__(name=name, dtype=dtype)
+    self.named_layers = {}
+
+  def add(self, name, layer, input_shape):
+    self.named_layers[name] = built(layer, input_shape)
+    return layer
+
+  def dense(self, name, units, inputs, act=None):
+    layer = keras.layers.Dense(
+        units, activation=act, dtype=self.dtype_policy, name=name)
+    return self.add(name, layer, (None, inputs))
+
+  def finish(self):
+    self.built = True
+
+
+def batch_shape(x, event_ndims):
+  """The leading shape of `x` without its last `event_ndims` axes.
+
+  A list of ints when static, else a tensor.
+  """
+  rank = x.shape.rank
+  static = x.shape[:rank - event_ndims]
+  if static.is_fully_defined():
+    return static.as_list()
+  return tf.shape(x)[:rank - event_ndims]
+
+
+def reshape(x, leading, tail):
+  """Reshapes `x` to `leading + tail` (`leading` from batch_shape)."""
+  if isinstance(leading, list):
+    return tf.reshape(x, leading + list(tail))
+  return tf.reshape(x, tf.concat([leading, tail], 0))

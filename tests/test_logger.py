@@ -1,0 +1,72 @@
+"""The Logger: metrics.jsonl, TensorBoard events and GIF videos."""
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+
+import tools
+
+
+def read_events(logdir):
+  """{(tag, step): summary value} from the event files in `logdir`."""
+  import tensorflow as tf
+  paths = list(logdir.glob('events.out.tfevents*'))
+  assert paths
+  return {
+      (value.tag, event.step): value
+      for path in paths
+      for event in tf.compat.v1.train.summary_iterator(str(path))
+      for value in event.summary.value}
+
+
+def test_logger_writes_everything(tmp_path):
+  logger = tools.Logger(tmp_path / 'log')
+  logger.scalar('model_loss', np.float32(1.5))
+  logger.scalar('div', 3)
+  logger.write(step=10, fps=True, prefix='agent')
+  logger.scalar('train/return', 7.25)
+  rng = np.random.default_rng(0)
+  logger.video('train/video', rng.uniform(size=(2, 6, 8, 8, 3)))
+  logger.image('frame', rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+  logger.write(step=20, prefix='sim')
+  logger.scalar('model_loss', 1.0)
+  logger.write(step=30, fps=True, prefix='agent')
+  logger.close()
+
+  logdir = tmp_path / 'log'
+  lines = [json.loads(line) for line in
+           (logdir / 'metrics.jsonl').read_text().splitlines()]
+  assert lines[0] == {'step': 10, 'model_loss': 1.5, 'div': 3.0}
+  assert lines[1] == {'step': 20, 'train/return': 7.25}
+  assert lines[2]['step'] == 30 and lines[2]['model_loss'] == 1.0
+  assert lines[2]['fps'] > 0
+
+  events = read_events(logdir)
+  assert set(events) == {
+      ('agent/model_loss', 10), ('agent/div', 10), ('sim/train/return', 20),
+      ('sim/train/video', 20), ('sim/frame', 20), ('agent/model_loss', 30),
+      ('agent/fps', 30)}
+  assert events['agent/model_loss', 10].simple_value == 1.5
+  video = events['sim/train/video', 20].image
+  assert video.encoded_image_string.startswith(b'GIF')
+  assert (video.height, video.width) == (8, 16)
+  assert events['sim/frame', 20].image.encoded_image_string[1:4] == b'PNG'
+
+  gif = logdir / 'videos' / 'sim_train_video-20.gif'
+  frames = iio.imread(gif.read_bytes(), index=None)
+  assert frames.shape == (6, 8, 16, 3)
+  assert [p.name for p in (logdir / 'videos').iterdir()] == [gif.name]
+
+
+def test_uint8_grayscale_video(tmp_path):
+  logger = tools.Logger(tmp_path)
+  frames = np.arange(4 * 5 * 5, dtype=np.uint8).reshape(4, 5, 5, 1) * 2
+  logger.video('openl', frames)
+  logger.write(step=3)
+  logger.close()
+  assert not (tmp_path / 'metrics.jsonl').exists()
+  read = iio.imread((tmp_path / 'videos' / 'openl-3.gif').read_bytes(),
+                    index=None)
+  assert read.shape == (4, 5, 5, 3)
+  assert set(read_events(tmp_path)) == {('openl', 3)}

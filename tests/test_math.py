@@ -1,0 +1,142 @@
+"""The small math functions against plain-Python loops."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+import models
+import networks
+import tools
+
+tfd = tfp.distributions
+
+
+def loop_lambda_return(reward, value, pcont, bootstrap, lambda_):
+  steps = len(reward)
+  returns = [None] * steps
+  last = bootstrap
+  for t in reversed(range(steps)):
+    next_value = value[t + 1] if t + 1 < steps else bootstrap
+    last = reward[t] + pcont[t] * ((1 - lambda_) * next_value + lambda_ * last)
+    returns[t] = last
+  return np.stack(returns)
+
+
+@pytest.mark.parametrize('bootstrap', [True, False])
+def test_lambda_return_matches_loop(bootstrap):
+  rng = np.random.default_rng(1)
+  reward, value = rng.normal(size=(2, 9, 4)).astype(np.float32)
+  pcont = rng.uniform(0.5, 1, (9, 4)).astype(np.float32)
+  boot = rng.normal(size=4).astype(np.float32) if bootstrap else None
+  ours = tools.lambda_return(reward, value, pcont, boot, 0.9)
+  expected = loop_lambda_return(
+      reward, value, pcont, boot if bootstrap else np.zeros(4), 0.9)
+  np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_lambda_return_other_axis_and_scalar_discount():
+  rng = np.random.default_rng(2)
+  reward, value = rng.normal(size=(2, 3, 7)).astype(np.float32)
+  boot = rng.normal(size=3).astype(np.float32)
+  ours = tools.lambda_return(reward, value, 0.99, boot, 0.95, axis=1)
+  expected = loop_lambda_return(
+      reward.T, value.T, np.full((7, 3), 0.99), boot, 0.95).T
+  np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_lambda_one_is_discounted_return_and_zero_is_td():
+  reward = np.ones((4, 1), np.float32)
+  value = np.full((4, 1), 10.0, np.float32)
+  mc = tools.lambda_return(reward, value, 0.5, np.zeros(1, np.float32), 1.0)
+  np.testing.assert_allclose(mc[:, 0], [1.875, 1.75, 1.5, 1.0])
+  td = tools.lambda_return(reward, value, 0.5, np.zeros(1, np.float32), 0.0)
+  np.testing.assert_allclose(td[:, 0], [6.0, 6.0, 6.0, 1.0])
+
+
+def test_lambda_return_rejects_mismatched_shapes():
+  with pytest.raises(ValueError):
+    tools.lambda_return(np.ones((5, 2)), np.ones((5, 3)), 0.9, None, 0.9)
+
+
+def test_free_nats_apply_after_averaging():
+  prior = tfd.MultivariateNormalDiag(tf.zeros((2, 3)), tf.ones((2, 3)))
+  # KL(N(μ, 1) ‖ N(0, 1)) summed over 3 dims = 3 · μ² / 2: 1.5 and 24.
+  post = tfd.MultivariateNormalDiag(
+      tf.constant([[1.0] * 3, [4.0] * 3]), tf.ones((2, 3)))
+  per_element = 0.5 * np.array([3.0, 48.0])
+  assert float(models.kl_loss(post, prior, 3.0)) == pytest.approx(
+      per_element.mean())
+  # Element 0 is below 3 nats alone, but only the mean is floored.
+  assert float(models.kl_loss(post, prior, 30.0)) == 30.0
+  with tf.GradientTape() as tape:
+    mean = tf.Variable(tf.fill((2, 3), 0.1))
+    post = tfd.MultivariateNormalDiag(mean, tf.ones((2, 3)))
+    loss = models.kl_loss(post, prior, 3.0)
+  assert float(loss) == 3.0
+  assert float(tf.reduce_sum(tf.abs(tape.gradient(loss, mean)))) == 0.0
+
+
+def test_discount_weights_are_cumulative_products():
+  pcont = np.array([[0.9], [0.8], [0.5], [0.1]], np.float32)
+  weights = models.discount_weights(tf.constant(pcont))
+  np.testing.assert_allclose(weights[:, 0], [1.0, 0.9, 0.72])
+
+
+def test_sample_dist_mode_is_chosen_per_element():
+  loc = tf.constant([[-2.0, 0.0], [0.0, 2.0], [1.0, -1.0]])
+  dist = tfd.Independent(tfd.Normal(loc, 0.05), 1)
+  mode = networks.SampleDist(dist, samples=200).mode()
+  np.testing.assert_allclose(mode, loc, atol=0.1)
+
+
+def test_sample_dist_mean_and_entropy_estimates():
+  dist = tfd.Independent(tfd.Normal(tf.fill((2, 3), 0.5), 1.0), 1)
+  sample_dist = networks.SampleDist(dist, samples=4000)
+  np.testing.assert_allclose(sample_dist.mean(), 0.5, atol=0.1)
+  np.testing.assert_allclose(sample_dist.entropy(), dist.entropy(), atol=0.15)
+
+
+def test_tanh_inverse_is_finite_at_the_bounds():
+  bijector = networks.TanhBijector()
+  x = bijector.inverse(tf.constant([-1.0, -0.5, 0.0, 0.5, 1.0]))
+  assert np.all(np.isfinite(x))
+  np.testing.assert_allclose(x[1:4], np.arctanh([-0.5, 0.0, 0.5]), rtol=1e-6)
+
+
+def test_onehot_sample_is_one_hot_with_probability_gradients():
+  logits = tf.Variable([[0.2, 1.0, -0.5]])
+  weights = tf.constant([1.0, 2.0, 3.0])
+  with tf.GradientTape(persistent=True) as tape:
+    dist = networks.OneHotDist(logits=logits)
+    sample = dist.sample()
+    via_sample = tf.reduce_sum(sample * weights)
+    via_probs = tf.reduce_sum(dist.probs_parameter() * weights)
+  np.testing.assert_allclose(np.sort(sample[0]), [0, 0, 1], atol=1e-6)
+  np.testing.assert_allclose(
+      tape.gradient(via_sample, logits), tape.gradient(via_probs, logits),
+      rtol=1e-6)
+  np.testing.assert_array_equal(dist.mode(), [[0.0, 1.0, 0.0]])
+
+
+def test_static_scan_stacks_nested_states_in_time_order():
+  inputs = tf.range(4, dtype=tf.float32)
+  start = {'sum': tf.constant(0.0), 'count': tf.constant(0.0)}
+  out = tools.static_scan(
+      lambda s, x: {'sum': s['sum'] + x, 'count': s['count'] + 1},
+      inputs, start)
+  np.testing.assert_array_equal(out['sum'], [0, 1, 3, 6])
+  back = tools.static_scan(lambda s, x: s + x, inputs, tf.constant(0.0), True)
+  np.testing.assert_array_equal(back, [6, 6, 5, 3])
+
+
+def test_schedules():
+  every = tools.Every(10)
+  assert [every(s) for s in (0, 5, 10, 12, 25, 29, 30)] == [
+      True, False, True, False, True, False, True]
+  assert not tools.Every(0)(100)
+  once = tools.Once()
+  assert [once(), once()] == [True, False]
+  assert tools.exploration_amount(100, 0.3, 100, 0.0) == pytest.approx(0.15)
+  assert tools.exploration_amount(10 ** 6, 0.3, 100, 0.05) == 0.05
+  assert tools.exploration_amount(10 ** 6, 0.3, 0, 0.0) == 0.3
