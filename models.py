@@ -173,6 +173,8 @@ class Dreamer:
     self.actor_opt = self._optimizer('actor', ['actor'], config.actor_lr, scale)
     jit = getattr(config, 'jit', False) if jit is None else jit
     self.train = tf.function(self._train, jit_compile=bool(jit))
+    self.policy = tf.function(self._policy)
+    self.openl = tf.function(self._openl)
 
   def _optimizer(self, name, module_names, lr, loss_scale):
     named = {}
@@ -255,6 +257,60 @@ class Dreamer:
 
     states = tools.static_scan(step, tf.range(self._c.horizon), start)
     return self.rssm.get_feat(states)
+
+
+  def _policy(self, image, latent, action, training):
+    """One step of the acting policy from (N, 64, 64, 3) uint8 frames.
+
+    `latent` and `action` are the previous state and action (zeros after a
+    reset); returns the actor's sample (training) or mode, and the posterior.
+    """
+    embed = self.encoder(preprocess({'image': image})['image'])
+    latent, _ = self.rssm.obs_step(latent, action, embed)
+    dist = self.actor(self.rssm.get_feat(latent))
+    action = dist.sample() if training else dist.mode()
+    return action, latent
+
+  def initial_state(self, batch_size):
+    """(latent, action) zeros for `batch_size` environments."""
+    action = tf.zeros([batch_size, self._action_size], tf.float32)
+    return self.rssm.initial(batch_size), action
+
+  def _openl(self, data, sequences=6, context=5):
+    """Video of truth, model and error rows for `sequences` sequences.
+
+    The model row reconstructs the first `context` frames from observations
+    and predicts the rest open loop from the actions alone.
+    """
+    data = preprocess({k: data[k][:sequences] for k in ('image', 'action')})
+    truth = data['image'] + 0.5
+    post, _ = self.rssm.observe(
+        self.encoder(data['image'][:, :context]), data['action'][:, :context])
+    recon = self.decoder(self.rssm.get_feat(post)).mode()
+    init = {k: v[:, -1] for k, v in post.items()}
+    prior = self.rssm.imagine(data['action'][:, context:], init)
+    openl = self.decoder(self.rssm.get_feat(prior)).mode()
+    model = tf.concat([recon + 0.5, openl + 0.5], 1)
+    error = (model - truth + 1) / 2
+    return tf.clip_by_value(tf.concat([truth, model, error], 2), 0, 1)
+
+  def get_state(self):
+    """Weights (original names) and optimizer state as numpy arrays."""
+    return {
+        'weights': networks.export_weights(self.modules),
+        'optimizers': {
+            opt.name: [np.array(v.numpy()) for v in opt.state_variables]
+            for opt in self.optimizers},
+    }
+
+  def set_state(self, state):
+    networks.load_weights(self.modules, state['weights'])
+    for opt in self.optimizers:
+      values = state['optimizers'][opt.name]
+      if len(values) != len(opt.state_variables):
+        raise ValueError(f'checkpoint has a different {opt.name} optimizer')
+      for variable, value in zip(opt.state_variables, values):
+        variable.assign(value)
 
 
 def build_modules(config, action_size, policy='float32'):

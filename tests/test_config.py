@@ -1,0 +1,68 @@
+"""Flags, config values and the acting helpers of dreamer.py."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+import dreamer
+
+
+def test_flags_parse_like_the_original():
+  config = dreamer.parse_args([
+      '--logdir', '~/runs/x', '--steps', '1e6', '--pcont', 'True',
+      '--precision', '32', '--free_nats', '2.5', '--task', 'dmc_cheetah_run'])
+  assert config.logdir == pathlib.Path('~/runs/x').expanduser()
+  assert config.steps == 1_000_000 and isinstance(config.steps, int)
+  assert config.pcont is True and config.precision == '32'
+  assert config.free_nats == 2.5 and config.batch_size == 50
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--logdir', 'x', '--nonsense', '1'], 'unrecognized arguments: --nonsense'),
+    (['--logdir', 'x', '--pcont', 'yes'], 'expected True or False'),
+    (['--logdir', 'x', '--steps', '1.5'], 'expected an integer'),
+    (['--logdir', 'x', '--action_dist', 'beta'], 'choose one of: tanh_normal, onehot'),
+    (['--logdir', 'x', '--precision', '8'], 'choose one of: 16, 32, bf16'),
+    (['--logdir', 'x', '--batch_length', '1'], 'batch_length'),
+    ([], 'the following arguments are required: --logdir'),
+])
+def test_bad_flags_exit_with_a_clear_message(argv, message, capsys):
+  with pytest.raises(SystemExit) as info:
+    dreamer.parse_args(argv)
+  assert info.value.code == 2
+  assert message in capsys.readouterr().err
+
+
+def test_unknown_task_is_one_line(tmp_path):
+  with pytest.raises(SystemExit, match='dmc_'):
+    dreamer.main(['--logdir', str(tmp_path), '--task', 'gym_cartpole'])
+
+
+def test_every_default_is_a_flag():
+  flags = vars(dreamer.parse_args(['--logdir', 'x']))
+  assert set(flags) == set(dreamer.defaults())
+
+
+def test_precision_16_without_gpu_says_what_runs():
+  assert dreamer.resolve_precision('16', True, True) == ('16', None)
+  assert dreamer.resolve_precision('32', False, True) == ('32', None)
+  precision, note = dreamer.resolve_precision('16', False, True)
+  assert precision == 'bf16' and 'bfloat16' in note
+  precision, note = dreamer.resolve_precision('16', False, False)
+  assert precision == '32' and 'float32' in note
+
+
+def test_exploration():
+  rng = np.random.default_rng(0)
+  action = np.full((1000, 2), 0.9, np.float32)
+  noisy = dreamer.explore(action, 0.3, 'additive_gaussian', rng)
+  assert noisy.max() <= 1 and noisy.min() >= -1
+  assert abs(np.std(noisy[noisy < 1] - 0.9) - 0.3) < 0.1
+  uniform = dreamer.explore(action, 0.3, 'completely_random', rng)
+  assert abs(uniform.mean()) < 0.1
+  onehot = np.eye(4, dtype=np.float32)[np.zeros(2000, int)]
+  greedy = dreamer.explore(onehot, 0.4, 'epsilon_greedy', rng)
+  assert np.all(greedy.sum(-1) == 1)
+  changed = (greedy.argmax(-1) != 0).mean()
+  assert abs(changed - 0.4 * 3 / 4) < 0.05

@@ -1,0 +1,99 @@
+"""The whole loop end to end on a real dm_control task, then a resume."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY_FLAGS = [
+    '--task', 'dmc_cartpole_balance', '--prefill', '60', '--time_limit', '40',
+    '--eval_every', '80', '--log_every', '40', '--train_every', '40',
+    '--train_steps', '2', '--pretrain', '3', '--batch_size', '3',
+    '--batch_length', '8', '--cnn_depth', '4', '--deter_size', '16',
+    '--stoch_size', '4', '--num_units', '16', '--horizon', '4',
+    '--precision', '32', '--seed', '3']
+AGENT_METRICS = {
+    'model_grad_norm', 'value_grad_norm', 'actor_grad_norm', 'prior_ent',
+    'post_ent', 'image_loss', 'reward_loss', 'div', 'model_loss',
+    'value_loss', 'actor_loss', 'action_ent', 'expl_amount'}
+
+
+def run_dreamer(logdir, steps):
+  env = dict(os.environ, PYTHONUNBUFFERED='1')
+  result = subprocess.run(
+      [sys.executable, str(ROOT / 'dreamer.py'), '--logdir', str(logdir),
+       '--steps', str(steps)] + TINY_FLAGS,
+      capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  return result.stdout
+
+
+def read_metrics(logdir):
+  lines = (logdir / 'metrics.jsonl').read_text().splitlines()
+  return [json.loads(line) for line in lines]
+
+
+@pytest.fixture(scope='module')
+def first_run(tmp_path_factory):
+  logdir = tmp_path_factory.mktemp('run')
+  output = run_dreamer(logdir, 160)
+  return logdir, output, read_metrics(logdir)
+
+
+def test_episode_files(first_run):
+  logdir, _, _ = first_run
+  files = sorted((logdir / 'episodes').glob('*.npz'))
+  assert len(files) >= 4
+  for path in files:
+    assert re.fullmatch(r'\d{8}T\d{6}-[0-9a-f]{32}-21\.npz', path.name)
+    with np.load(path) as episode:
+      assert set(episode.files) == {
+          'image', 'position', 'velocity', 'action', 'reward', 'discount'}
+      assert episode['image'].shape == (21, 64, 64, 3)
+      assert episode['image'].dtype == np.uint8
+      assert episode['action'].shape == (21, 1)
+      assert episode['action'].dtype == np.float32
+      assert episode['reward'].shape == episode['discount'].shape == (21,)
+      np.testing.assert_array_equal(episode['action'][0], 0)
+
+
+def test_metrics_and_logs(first_run):
+  logdir, output, metrics = first_run
+  agent = [m for m in metrics if 'model_loss' in m]
+  assert agent and AGENT_METRICS <= set(agent[0])
+  assert 'fps' in agent[-1]
+  assert any('train/return' in m and 'train/length' in m for m in metrics)
+  assert any('test/return' in m and 'episodes' in m for m in metrics)
+  for line in agent:
+    assert all(np.isfinite(v) for v in line.values())
+  assert list(logdir.glob('events.out.tfevents.*'))
+  assert list((logdir / 'videos').glob('sim_test_video-*.gif'))
+  assert list((logdir / 'videos').glob('agent_openl-*.gif'))
+  assert 'Train episode of length 40 with return' in output
+  assert '[progress] step 160/160' in output
+  assert 'Training for 3 steps.' in output
+  saved = json.loads((logdir / 'config.json').read_text())
+  assert saved['batch_length'] == 8 and saved['task'] == 'dmc_cartpole_balance'
+
+
+def test_checkpoint_and_resume(first_run):
+  logdir, _, metrics = first_run
+  assert (logdir / 'variables.pkl').exists()
+  assert not list(logdir.glob('*.tmp'))
+  last_step = max(m['step'] for m in metrics)
+  episodes = len(list((logdir / 'episodes').glob('*.npz')))
+  output = run_dreamer(logdir, 240)
+  assert 'Prefill dataset with 0 steps.' in output
+  assert 'Load checkpoint.' in output
+  assert 'Training for 3 steps.' not in output
+  assert 'Training for 2 steps.' in output
+  resumed = read_metrics(logdir)[len(metrics):]
+  assert min(m['step'] for m in resumed) >= last_step
+  assert max(m['step'] for m in resumed) >= 240
+  assert len(list((logdir / 'episodes').glob('*.npz'))) > episodes
