@@ -201,13 +201,16 @@ class Dreamer:
         pcont = self.pcont(imag_feat).mean()
       else:
         pcont = self._c.discount * tf.ones_like(reward)
-      value = self.value(imag_feat).mode()
-      returns = tools.lambda_return(
-          reward[:-1], value[:-1], pcont[:-1], value[-1], self._c.disclam)
-      weights = discount_weights(pcont)
+      # One value forward pass serves both losses: the value tape starts
+      # after imag_feat, so its gradient reaches only the value weights.
+      with tf.GradientTape() as value_tape:
+        value = self.value(imag_feat).mode()
+        returns = tools.lambda_return(
+            reward[:-1], value[:-1], pcont[:-1], value[-1], self._c.disclam)
+        weights = discount_weights(pcont)
+        value_loss_ = value_loss(
+            tfd.Independent(tfd.Normal(value[:-1], 1.0), 0), returns, weights)
       actor_loss_ = actor_loss(returns, weights)
-    with tf.GradientTape() as value_tape:
-      value_loss_ = value_loss(self.value(imag_feat[:-1]), returns, weights)
     metrics['model_grad_norm'] = self.model_opt(model_tape, model_loss)
     metrics['actor_grad_norm'] = self.actor_opt(actor_tape, actor_loss_)
     metrics['value_grad_norm'] = self.value_opt(value_tape, value_loss_)

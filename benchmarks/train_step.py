@@ -88,18 +88,21 @@ def supported_precisions():
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--precision', choices=list(NAMES), default=None)
-  parser.add_argument('--jit', choices=['True', 'False'], default='True')
+  parser.add_argument('--jit', choices=['True', 'False'], default=None,
+                      help="XLA; default: the config's default")
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--action_size', type=int, default=6)
   parser.add_argument('--tiny', action='store_true',
                       help='small networks and batch: a smoke test only')
   args = parser.parse_args()
+  import dreamer
+  jit = dreamer.defaults()['jit'] if args.jit is None else args.jit == 'True'
   precisions = [args.precision] if args.precision else supported_precisions()
   results = {}
   for precision in precisions:
     results[NAMES[precision]] = round(measure(
-        precision, args.jit == 'True', args.repeats, args.warmup, args.tiny,
+        precision, jit, args.repeats, args.warmup, args.tiny,
         args.action_size), 4)
   print(json.dumps(results))
 

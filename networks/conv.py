@@ -10,6 +10,59 @@ from networks.common import Module, batch_shape, get_act, reshape, to_float32
 tfd = tfp.distributions
 
 
+class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
+  """Keras's stride-2 'valid' Conv2DTranspose, computed with stride-1 ops.
+
+  Same weights, layout (k, k, out, in) and math, summed in another order:
+
+      out[2u + a, 2v + b] = Σ_{p,q} x[u − p, v − q] · W[a + 2p, b + 2q]
+
+  so each of the four output phases (a, b) is a stride-1 correlation of the
+  padded input with a flipped sub-kernel W[a::2, b::2]. The phases run as
+  one convolution with 4·out channels, interleaved by depth_to_space. A 1×1
+  input is a plain matmul. Measured on a 2-core CPU (benchmarks/README.md),
+  the matmul is 6× faster than the transposed-convolution kernel and the
+  phases 1.1–2× faster for few output channels but slower for many, so
+  `phases` picks them per layer; without it, other inputs use Keras's kernel.
+  """
+
+  def __init__(self, filters, kernel_size, strides=2, phases=True, **kwargs):
+    super().__init__(filters, kernel_size, strides, padding='valid', **kwargs)
+    self._use_phases = phases
+    if tuple(self.strides) != (2, 2) or self.kernel_size[0] != self.kernel_size[1]:
+      raise ValueError('PhaseConv2DTranspose needs stride 2 and a square kernel')
+
+  def call(self, inputs):
+    kernel = tf.cast(self.kernel, self.compute_dtype)
+    size, height, width = self.kernel_size[0], inputs.shape[1], inputs.shape[2]
+    if not (height == width == 1 or self._use_phases):
+      return super().call(inputs)
+    if height == 1 and width == 1:
+      matrix = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [inputs.shape[-1], -1])
+      outputs = tf.reshape(
+          tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), matrix),
+          [-1, size, size, self.filters])
+    else:
+      outputs = self._phases(inputs, kernel, size, height, width)
+    outputs = outputs + tf.cast(self.bias, self.compute_dtype)
+    return self.activation(outputs) if self.activation else outputs
+
+  def _phases(self, inputs, kernel, size, height, width):
+    even = size + size % 2
+    taps = even // 2
+    kernel = tf.pad(kernel, [[0, even - size], [0, even - size], [0, 0], [0, 0]])
+    kernel = tf.reshape(kernel, [taps, 2, taps, 2, self.filters, -1])
+    kernel = tf.reverse(kernel, [0, 2])
+    kernel = tf.transpose(kernel, [0, 2, 5, 1, 3, 4])
+    kernel = tf.reshape(kernel, [taps, taps, -1, 4 * self.filters])
+    pad = taps - 1
+    padded = tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    phases = tf.nn.conv2d(padded, kernel, 1, 'VALID')
+    outputs = tf.nn.depth_to_space(phases, 2)
+    out_height, out_width = 2 * (height - 1) + size, 2 * (width - 1) + size
+    return outputs[:, :out_height, :out_width]
+
+
 class ConvEncoder(Module):
   """Four stride-2 4×4 convolutions with depth·(1, 2, 4, 8) filters.
 
@@ -57,8 +110,9 @@ class ConvDecoder(Module):
              (shape[-1], 6, None)]
     size = (None, 1, 1, 32 * depth)
     for index, (filters, kernel, activation) in enumerate(specs):
-      layer = keras.layers.Conv2DTranspose(
-          filters, kernel, 2, activation=activation, dtype=self.dtype_policy,
+      layer = PhaseConv2DTranspose(
+          filters, kernel, 2, phases=(index == len(specs) - 1),
+          activation=activation, dtype=self.dtype_policy,
           name=f'h{index + 2}')
       self.add(f'h{index + 2}', layer, size)
       size = layer.compute_output_shape(size)

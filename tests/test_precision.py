@@ -1,0 +1,46 @@
+"""Lower precision must not harm learning: bfloat16 against float32."""
+
+import keras
+import numpy as np
+
+import models
+from conftest import random_batch, tiny_config
+
+# The image log-likelihood holds a constant 12288 · log √(2π) ≈ 11292.
+IMAGE_CONSTANT = 11292
+UPDATES = 300
+
+
+def learnable_batch(config, action_size):
+  """Smooth frames and rewards that depend on the actions."""
+  data = random_batch(config, action_size)
+  rng = np.random.default_rng(1)
+  batch, length = data['reward'].shape
+  ramp = np.linspace(0, 1, 64)
+  # A vertical or horizontal ramp per sequence, a brightness per frame.
+  vertical = rng.integers(0, 2, (batch, 1, 1, 1, 1)).astype(bool)
+  frames = np.where(vertical, ramp[:, None, None], ramp[None, :, None])
+  level = rng.uniform(40, 200, (batch, length, 1, 1, 1))
+  data['image'] = np.broadcast_to(
+      level * frames + 20, data['image'].shape).astype(np.uint8)
+  data['reward'] = data['action'].sum(-1).astype(np.float32)
+  return data
+
+
+def model_loss_excess(precision, seed=0, model_lr=1e-3):
+  """(first, mean of the last 20) model losses above the image constant."""
+  config = tiny_config(precision=precision, model_lr=model_lr)
+  keras.utils.set_random_seed(seed)
+  agent = models.Dreamer(config, 2)
+  data = learnable_batch(config, 2)
+  excess = [float(agent.train(data)['model_loss']) - IMAGE_CONSTANT
+            for _ in range(UPDATES)]
+  return excess[0], float(np.mean(excess[-20:]))
+
+
+def test_bfloat16_learns_as_well_as_float32():
+  start32, final32 = model_loss_excess('32')
+  start16, final16 = model_loss_excess('bf16')
+  assert final32 < 0.1 * start32
+  assert final16 < 0.1 * start16
+  assert abs(final16 / final32 - 1) < 0.15, (final16, final32)
