@@ -66,6 +66,20 @@ def batch_shape(x, event_ndims):
   return tf.shape(x)[:rank - event_ndims]
 
 
+def apply_flat(layers, x):
+  """Runs `layers` on `x` (…, D) as one 2-D batch and restores the leading axes.
+
+  Keras Dense on a rank-3 input runs a tensordot, which keeps TensorFlow from
+  fusing the matmul, bias and activation into one kernel; a 2-D input fuses.
+  """
+  x = tf.convert_to_tensor(x)
+  leading = batch_shape(x, 1)
+  x = tf.reshape(x, [-1, x.shape[-1]])
+  for layer in layers:
+    x = layer(x)
+  return reshape(x, leading, [x.shape[-1]])
+
+
 def reshape(x, leading, tail):
   """Reshapes `x` to `leading + tail` (`leading` from batch_shape)."""
   if isinstance(leading, list):

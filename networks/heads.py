@@ -4,7 +4,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from networks.common import Module, batch_shape, get_act, reshape, to_float32
+from networks.common import (
+    Module, apply_flat, batch_shape, get_act, reshape, to_float32)
 from networks.distributions import OneHotDist, SampleDist, TanhBijector
 
 tfd = tfp.distributions
@@ -38,9 +39,7 @@ class DenseDecoder(Module):
 
   def call(self, features):
     leading = batch_shape(features, 1)
-    x = features
-    for layer in self.named_layers.values():
-      x = layer(x)
+    x = apply_flat(self.named_layers.values(), features)
     x = reshape(to_float32(x), leading, self._shape)
     if self._dist == 'normal':
       return tfd.Independent(tfd.Normal(x, 1.0), len(self._shape))
@@ -79,10 +78,7 @@ class ActionDecoder(Module):
     self.finish()
 
   def _head(self, features):
-    x = features
-    for layer in self.named_layers.values():
-      x = layer(x)
-    return to_float32(x)
+    return to_float32(apply_flat(self.named_layers.values(), features))
 
   def tanh_normal_params(self, features):
     """The pre-tanh Normal's loc and scale, each (…, A)."""
