@@ -3,8 +3,9 @@
 import os
 import pathlib
 
-import numpy as np
 import pytest
+
+from benchmarks.train_step import random_batch  # noqa: F401  (shared)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -34,14 +35,3 @@ TINY = dict(
 def tiny_config(**overrides):
   import dreamer
   return dreamer.make_config(**{**TINY, **overrides})
-
-
-def random_batch(config, action_size, seed=0):
-  rng = np.random.default_rng(seed)
-  shape = (config.batch_size, config.batch_length)
-  return {
-      'image': rng.integers(0, 256, shape + (64, 64, 3), dtype=np.uint8),
-      'action': rng.uniform(-1, 1, shape + (action_size,)).astype(np.float32),
-      'reward': rng.normal(size=shape).astype(np.float32),
-      'discount': np.ones(shape, np.float32),
-  }
