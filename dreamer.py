@@ -312,10 +312,16 @@ class Agent:
 
 
 class Progress:
-  """Prints a status line at most every `every` seconds."""
+  """Prints a status line at most every `every` seconds.
 
-  def __init__(self, total_steps, step, every=30.0):
+  Time left = steps left / collection rate + updates left · seconds per
+  update, with `updates_per_step` updates due per environment step; before
+  both rates are known, steps left / the overall rate.
+  """
+
+  def __init__(self, total_steps, step, updates_per_step=0.0, every=30.0):
     self._total = total_steps
+    self._updates_per_step = updates_per_step
     self._start_step = step
     self._start = time.time()
     self._last = self._start
@@ -324,11 +330,25 @@ class Progress:
     self.test_return = None
     self.collect_steps = 0
     self.collect_seconds = 0.0
+    self._mark = None
 
   def collected(self, steps, seconds):
     """Adds environment steps collected in `seconds` without training."""
     self.collect_steps += steps
     self.collect_seconds += seconds
+
+  def track(self, step, train_seconds):
+    """Counts the steps and time since the last call, training excluded.
+
+    Called after every agent step, so evaluation episodes count as time
+    spent without new training steps, as they do in the time left.
+    """
+    now = time.time()
+    if self._mark:
+      then, last_step, last_train = self._mark
+      self.collected(
+          step - last_step, (now - then) - (train_seconds - last_train))
+    self._mark = now, step, train_seconds
 
   def update(self, step, updates=0, train_seconds=0.0, force=False):
     now = time.time()
@@ -342,7 +362,11 @@ class Progress:
     rate = (step - self._start_step) / elapsed
     per_update = train_seconds / updates if updates else 0
     collect = self.collect_steps / self.collect_seconds if self.collect_seconds else 0
-    left = max(0, self._total - step) / rate if rate > 0 else float('inf')
+    steps_left = max(0, self._total - step)
+    if collect and per_update:
+      left = steps_left / collect + steps_left * self._updates_per_step * per_update
+    else:
+      left = steps_left / rate if rate > 0 else float('inf')
     fmt = lambda x: '-' if x is None else f'{x:.1f}'
     return (
         f'[progress] step {step:,}/{self._total:,} | {rate:.1f} steps/s '
@@ -411,7 +435,8 @@ def run(config):
   datadir = config.logdir / 'episodes'
   logger = tools.Logger(config.logdir)
   step = tools.count_steps(datadir, config.action_repeat)
-  progress = Progress(config.steps, step)
+  progress = Progress(
+      config.steps, step, config.train_steps / config.train_every)
   pending = []
   train_envs = make_envs(config, lambda mode, ep: pending.append((mode, ep)), 'train')
   test_envs = make_envs(config, lambda mode, ep: pending.append((mode, ep)), 'test')
@@ -421,6 +446,7 @@ def run(config):
       mode, episode = pending.pop(0)
       finish_episode(config, datadir, logger, progress, mode, episode)
     if agent:
+      progress.track(agent.step, agent.train_seconds)
       progress.update(agent.step, agent.updates, agent.train_seconds)
 
   agent = None
@@ -458,14 +484,10 @@ def run(config):
                config.parallel, episodes=1, on_step=on_step)
       on_step()
       print('Start collection.', flush=True)
-      start, start_step, trained = time.time(), agent.step, agent.train_seconds
       state = simulate(agent, train_envs, config.parallel,
                        steps=config.eval_every // config.action_repeat,
                        state=state, on_step=on_step)
       on_step()
-      progress.collected(
-          agent.step - start_step,
-          time.time() - start - (agent.train_seconds - trained))
       step = tools.count_steps(datadir, config.action_repeat)
       save_checkpoint(checkpoint, model, agent, sampler)
       progress.update(

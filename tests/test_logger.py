@@ -70,3 +70,26 @@ def test_uint8_grayscale_video(tmp_path):
                     index=None)
   assert read.shape == (4, 5, 5, 3)
   assert set(read_events(tmp_path)) == {('openl', 3)}
+
+
+def test_progress_line_estimates_time_left_from_the_schedule():
+  import dreamer
+  progress = dreamer.Progress(10_000, 0, updates_per_step=0.1)
+  progress.collected(1000, 10.0)  # 100 env steps/s while collecting.
+  progress.train_return, progress.test_return = 12.5, None
+  line = progress.line(1000, 100, 200.0, progress._start + 210.0)
+  # 9,000 steps left: 90 s collecting + 900 updates at 2 s = 1,890 s.
+  assert line == (
+      '[progress] step 1,000/10,000 | 4.8 steps/s overall, 100.0 collecting '
+      '| updates 100 (2.00 s each) | return train 12.5 test - | left 0h31m')
+
+
+def test_progress_tracks_collection_time_without_training(monkeypatch):
+  import dreamer
+  clock = iter([0.0, 0.0, 10.0, 25.0])
+  monkeypatch.setattr(dreamer.time, 'time', lambda: next(clock))
+  progress = dreamer.Progress(1000, 0)
+  progress.track(0, 0.0)
+  progress.track(200, 0.0)
+  progress.track(400, 5.0)  # 5 of these 15 seconds were training.
+  assert (progress.collect_steps, progress.collect_seconds) == (400, 20.0)
