@@ -300,6 +300,7 @@ class Agent:
         'train_last': self._should_train._last,
         'log_last': self._should_log._last,
         'updates': self.updates,
+        'train_seconds': self.train_seconds,
         'rng': self._rng.bit_generator.state,
     }
 
@@ -307,6 +308,7 @@ class Agent:
     self._should_train._last = state['train_last']
     self._should_log._last = state['log_last']
     self.updates = state['updates']
+    self.train_seconds = state['train_seconds']
     self._rng.bit_generator.state = state['rng']
     self._should_pretrain()
 

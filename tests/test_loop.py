@@ -83,7 +83,7 @@ def test_metrics_and_logs(first_run):
 
 
 def test_checkpoint_and_resume(first_run):
-  logdir, _, metrics = first_run
+  logdir, first_output, metrics = first_run
   assert (logdir / 'variables.pkl').exists()
   assert not list(logdir.glob('*.tmp'))
   last_step = max(m['step'] for m in metrics)
@@ -97,3 +97,9 @@ def test_checkpoint_and_resume(first_run):
   assert min(m['step'] for m in resumed) >= last_step
   assert max(m['step'] for m in resumed) >= 240
   assert len(list((logdir / 'episodes').glob('*.npz'))) > episodes
+  assert last_updates(output) > last_updates(first_output)
+
+
+def last_updates(output):
+  """The update count of the last progress line."""
+  return int(re.findall(r'updates ([\d,]+) \(', output)[-1].replace(',', ''))
