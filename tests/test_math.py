@@ -140,3 +140,18 @@ def test_schedules():
   assert tools.exploration_amount(100, 0.3, 100, 0.0) == pytest.approx(0.15)
   assert tools.exploration_amount(10 ** 6, 0.3, 100, 0.05) == 0.05
   assert tools.exploration_amount(10 ** 6, 0.3, 0, 0.0) == 0.3
+
+
+def test_gru_step_matches_keras_gru_cell():
+  import keras
+  from networks.rssm import gru_step
+  cell = keras.layers.GRUCell(8)
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(4, 5)).astype(np.float32)
+  h = rng.normal(size=(4, 8)).astype(np.float32)
+  cell.build((None, 5))
+  cell.bias.assign(rng.normal(size=cell.bias.shape))  # Nonzero biases too.
+  expected, _ = cell(x, [h])
+  actual = gru_step(x, h, cell.kernel, cell.recurrent_kernel, cell.bias)
+  np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
+  assert not np.allclose(actual, h)
