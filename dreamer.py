@@ -249,7 +249,9 @@ class Agent:
       mask = (1 - reset.astype(np.float32))[:, None]
       latent, action = state
       state = ({k: v * mask for k, v in latent.items()}, action * mask)
-    if training and self._should_train(self.step):
+    # As in the original, evaluation calls train too when training is due, so
+    # the first test episode runs after the pretrain updates.
+    if self._should_train(self.step):
       self.train()
     action, latent = self._model.policy(
         obs['image'], state[0], state[1], training)

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+import dreamer
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_FLAGS = [
     '--task', 'dmc_cartpole_balance', '--prefill', '60', '--time_limit', '40',
@@ -103,3 +105,47 @@ def test_checkpoint_and_resume(first_run):
 def last_updates(output):
   """The update count of the last progress line."""
   return int(re.findall(r'updates ([\d,]+) \(', output)[-1].replace(',', ''))
+
+
+class _Action:
+
+  def __init__(self, value):
+    self._value = value
+
+  def numpy(self):
+    return self._value
+
+
+class _StubModel:
+  """Stands in for models.Dreamer: zero actions, no state."""
+
+  def initial_state(self, batch_size):
+    return {}, np.zeros((batch_size, 1), np.float32)
+
+  def policy(self, image, latent, action, training):
+    return _Action(np.zeros((len(image), 1), np.float32)), latent
+
+
+class _CountingAgent(dreamer.Agent):
+
+  def __init__(self, config, step):
+    super().__init__(config, _StubModel(), None, None, step, None,
+                     np.random.default_rng(0))
+    self.trainings = []
+
+  def train(self):
+    self.trainings.append(self.step)
+
+
+def test_training_is_due_in_evaluation_calls_too():
+  config = dreamer.make_config(train_every=1000, action_repeat=2)
+  agent = _CountingAgent(config, step=5000)
+  obs = {'image': np.zeros((1, 64, 64, 3), np.uint8)}
+  for _ in range(3):  # A test episode right after prefill: pretrain first.
+    agent(obs, np.array([False]), training=False)
+  assert agent.trainings == [5000] and agent.step == 5000
+  for _ in range(500):  # 1,000 environment steps of collection.
+    agent(obs, np.array([False]), training=True)
+  assert agent.trainings == [5000] and agent.step == 6000
+  agent(obs, np.array([False]), training=False)
+  assert agent.trainings == [5000, 6000]
