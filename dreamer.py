@@ -264,7 +264,7 @@ class Agent:
     log = self._should_log(self.step)
     count = self._c.pretrain if self._should_pretrain() else self._c.train_steps
     print(f'Training for {count} steps.', flush=True)
-    start = time.time()
+    last = time.time()
     totals = collections.defaultdict(float)
     for index in range(count):
       data = next(self._batches)
@@ -272,16 +272,18 @@ class Agent:
         totals[name] += float(value)
       if log and index == 0 and self._c.log_images:
         self._logger.video('openl', self._model.openl(data).numpy())
+      # Counted together, so a checkpoint taken mid-burst stays consistent.
       self.updates += 1
-      self._progress.update(
-          self.step, self.updates, self.train_seconds + time.time() - start)
+      self.train_seconds += time.time() - last
+      last = time.time()
+      self._progress.update(self.step, self.updates, self.train_seconds)
     if log and self._c.log_scalars:
       for name, total in totals.items():
         self._logger.scalar(name, total / count)
       self._logger.scalar('expl_amount', self._expl_amount())
     if log:
       self._logger.write(self.step, fps=True, prefix='agent')
-    self.train_seconds += time.time() - start
+    self.train_seconds += time.time() - last
 
   def _expl_amount(self):
     import tools

@@ -1,11 +1,13 @@
 """The whole loop end to end on a real dm_control task, then a resume."""
 
+import itertools
 import json
 import os
 import pathlib
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -149,3 +151,27 @@ def test_training_is_due_in_evaluation_calls_too():
   assert agent.trainings == [5000] and agent.step == 6000
   agent(obs, np.array([False]), training=False)
   assert agent.trainings == [5000, 6000]
+
+
+class _InterruptedModel(_StubModel):
+  """Two updates of 50 ms, then Ctrl-C during the third."""
+
+  calls = 0
+
+  def train(self, data):
+    self.calls += 1
+    if self.calls == 3:
+      raise KeyboardInterrupt
+    time.sleep(0.05)
+    return {'model_loss': 1.0}
+
+
+def test_interrupted_training_keeps_updates_and_seconds_together():
+  config = dreamer.make_config(log_images=False, pretrain=10)
+  agent = dreamer.Agent(
+      config, _InterruptedModel(), itertools.repeat({}), None, 0,
+      dreamer.Progress(1000, 0), np.random.default_rng(0))
+  with pytest.raises(KeyboardInterrupt):
+    agent.train()
+  assert agent.updates == 2
+  assert 0.1 <= agent.train_seconds < 1.0
