@@ -238,6 +238,7 @@ class Agent:
     self.step = step
     self.updates = 0
     self.train_seconds = 0.0
+    self._pending = 0  # Updates left of a burst that a stop cut short.
     self._should_train = tools.Every(config.train_every)
     self._should_log = tools.Every(config.log_every)
     self._should_pretrain = tools.Once()
@@ -251,7 +252,7 @@ class Agent:
       state = ({k: v * mask for k, v in latent.items()}, action * mask)
     # As in the original, evaluation calls train too when training is due, so
     # the first test episode runs after the pretrain updates.
-    if self._should_train(self.step):
+    if self._pending or self._should_train(self.step):
       self.train()
     action, latent = self._model.policy(
         obs['image'], state[0], state[1], training)
@@ -262,7 +263,10 @@ class Agent:
 
   def train(self):
     log = self._should_log(self.step)
-    count = self._c.pretrain if self._should_pretrain() else self._c.train_steps
+    if not self._pending:
+      self._pending = (
+          self._c.pretrain if self._should_pretrain() else self._c.train_steps)
+    count = self._pending
     print(f'Training for {count} steps.', flush=True)
     last = time.time()
     totals = collections.defaultdict(float)
@@ -274,6 +278,7 @@ class Agent:
         self._logger.video('openl', self._model.openl(data).numpy())
       # Counted together, so a checkpoint taken mid-burst stays consistent.
       self.updates += 1
+      self._pending -= 1
       self.train_seconds += time.time() - last
       last = time.time()
       self._progress.update(self.step, self.updates, self.train_seconds)
@@ -305,6 +310,7 @@ class Agent:
         'log_last': self._should_log._last,
         'updates': self.updates,
         'train_seconds': self.train_seconds,
+        'pending': self._pending,
         'rng': self._rng.bit_generator.state,
     }
 
@@ -313,6 +319,7 @@ class Agent:
     self._should_log._last = state['log_last']
     self.updates = state['updates']
     self.train_seconds = state['train_seconds']
+    self._pending = state['pending']
     self._rng.bit_generator.state = state['rng']
     self._should_pretrain()
 

@@ -166,12 +166,22 @@ class _InterruptedModel(_StubModel):
     return {'model_loss': 1.0}
 
 
-def test_interrupted_training_keeps_updates_and_seconds_together():
+def test_interrupted_training_is_finished_after_a_resume():
   config = dreamer.make_config(log_images=False, pretrain=10)
   agent = dreamer.Agent(
       config, _InterruptedModel(), itertools.repeat({}), None, 0,
       dreamer.Progress(1000, 0), np.random.default_rng(0))
+  obs = {'image': np.zeros((1, 64, 64, 3), np.uint8)}
   with pytest.raises(KeyboardInterrupt):
-    agent.train()
+    agent(obs, np.array([True]))
   assert agent.updates == 2
   assert 0.1 <= agent.train_seconds < 1.0
+  model = _InterruptedModel()
+  model.calls = -100
+  resumed = dreamer.Agent(
+      config, model, itertools.repeat({}), None, 0,
+      dreamer.Progress(1000, 0), np.random.default_rng(0))
+  resumed.set_state(agent.get_state())
+  resumed(obs, np.array([True]))  # The 8 updates left of the pretrain.
+  resumed(obs, np.array([False]))
+  assert (resumed.updates, model.calls) == (10, -92)
