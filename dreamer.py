@@ -412,12 +412,13 @@ def load_checkpoint(path, model, agent, sampler):
     with path.open('rb') as file:
       state = pickle.load(file)
     model.set_state(state['model'])
+    agent.set_state(state['agent'])
+    sampler.set_state(state['sampler'])
   except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as e:
     raise SystemExit(
-        f'cannot resume from {path}: {e}. It belongs to a different config '
-        f'or is damaged; use another --logdir or move the file away.')
-  agent.set_state(state['agent'])
-  sampler.set_state(state['sampler'])
+        f'cannot resume from {path}: {e!r}. It belongs to a different config '
+        f'or an older version of this code, or is damaged; use another '
+        f'--logdir or move the file away.')
 
 
 # --- Main -------------------------------------------------------------------

@@ -185,3 +185,16 @@ def test_interrupted_training_is_finished_after_a_resume():
   resumed(obs, np.array([True]))  # The 8 updates left of the pretrain.
   resumed(obs, np.array([False]))
   assert (resumed.updates, model.calls) == (10, -92)
+
+
+def test_checkpoint_without_agent_state_is_a_clear_error(tmp_path):
+  import pickle
+  path = tmp_path / 'variables.pkl'
+  path.write_bytes(pickle.dumps({'model': {}, 'agent': {}, 'sampler': {}}))
+  model = _StubModel()
+  model.set_state = lambda state: None
+  agent = dreamer.Agent(
+      dreamer.make_config(), model, None, None, 0, None,
+      np.random.default_rng(0))
+  with pytest.raises(SystemExit, match=r"cannot resume from .*KeyError\('train_last'\)"):
+    dreamer.load_checkpoint(path, model, agent, sampler=None)
