@@ -279,8 +279,9 @@ class Agent:
       # Counted together, so a checkpoint taken mid-burst stays consistent.
       self.updates += 1
       self._pending -= 1
-      self.train_seconds += time.time() - last
-      last = time.time()
+      now = time.time()
+      self.train_seconds += now - last
+      last = now
       self._progress.update(self.step, self.updates, self.train_seconds)
     if log and self._c.log_scalars:
       for name, total in totals.items():
@@ -377,7 +378,7 @@ class Progress:
     collect = self.collect_steps / self.collect_seconds if self.collect_seconds else 0
     steps_left = max(0, self._total - step)
     if collect and per_update:
-      left = steps_left / collect + steps_left * self._updates_per_step * per_update
+      left = steps_left * (1 / collect + self._updates_per_step * per_update)
     else:
       left = steps_left / rate if rate > 0 else float('inf')
     fmt = lambda x: '-' if x is None else f'{x:.1f}'

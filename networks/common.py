@@ -67,7 +67,7 @@ def batch_shape(x, event_ndims):
 
 
 def apply_flat(layers, x):
-  """Runs `layers` on `x` (…, D) as one 2-D batch and restores the leading axes.
+  """Runs `layers` on `x` (…, D) as one 2-D batch; restores the leading axes.
 
   Keras Dense on a rank-3 input runs a tensordot, which keeps TensorFlow from
   fusing the matmul, bias and activation into one kernel; a 2-D input fuses.
