@@ -42,12 +42,12 @@ def preprocess(data, clip_rewards='none'):
 
 
 def kl_loss(post_dist, prior_dist, free_nats):
-  """div = max(mean over B, T of KL(post ‖ prior), free_nats).
+  """(kl, div): kl = mean over B, T of KL(post ‖ prior), div = max(kl, free_nats).
 
   Free nats are applied after averaging, as in the original.
   """
-  div = tf.reduce_mean(tfd.kl_divergence(post_dist, prior_dist))
-  return tf.maximum(div, free_nats)
+  kl = tf.reduce_mean(tfd.kl_divergence(post_dist, prior_dist))
+  return kl, tf.maximum(kl, free_nats)
 
 
 def discount_weights(pcont):
@@ -77,12 +77,18 @@ def value_loss(value_dist, returns, weights):
 # --- Optimizer --------------------------------------------------------------
 
 class Optimizer:
-  """Adam with global-norm clipping, weight decay and loss scaling.
+  """Adam (β 0.9/0.999, ε 1e-7) with the original's clipping and decay.
 
-  Calling it with a tape and a loss applies one update and returns the
-  gradient norm before clipping. With `loss_scale`, the loss is scaled
-  dynamically (start 2^15, halved and the update skipped on non-finite
-  gradients, doubled after 2000 finite steps) as float16 needs.
+  `gradients(tape, loss)` returns the gradients and their global norm before
+  clipping; `apply(grads, norm)` takes one step from them. A step whose norm
+  is not finite is skipped and counted in `skipped`, as the original's
+  dynamic loss scaling does at every precision. Otherwise the gradients are
+  clipped to global norm `clip` (not at all if 0), the variables whose name
+  `OPTIMIZER/MODULE/LAYER/WEIGHT` (e.g. `model/encoder/h1/kernel`) matches
+  `wd_pattern` are multiplied by (1 − wd), and Adam updates every variable,
+  in the original's order. With `loss_scale` (float16), the loss is scaled
+  dynamically: start 2^15, halved on a skipped step, doubled after 2000
+  finite steps in a row.
   """
 
   def __init__(self, name, variables, lr, clip, wd=0.0, wd_pattern='.*',
@@ -94,12 +100,16 @@ class Optimizer:
     self._opt = keras.optimizers.Adam(
         lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=f'{name}_adam')
     self._opt.build(self._variables)
-    names = names or [getattr(v, 'path', v.name) for v in self._variables]
+    self.names = names or [getattr(v, 'path', v.name) for v in self._variables]
+    self.decayed_names = [
+        f'{name}/{n}' for n in self.names if re.search(wd_pattern, f'{name}/{n}')]
     self._decayed = [
-        v for v, n in zip(self._variables, names) if re.search(wd_pattern, n)]
-    self._scale = None
+        v for v, n in zip(self._variables, self.names)
+        if f'{name}/{n}' in self.decayed_names]
+    self.skipped = tf.Variable(0, trainable=False, dtype=tf.int64)
+    self.loss_scale = None
     if loss_scale:
-      self._scale = tf.Variable(2.0 ** 15, trainable=False, dtype=tf.float32)
+      self.loss_scale = tf.Variable(2.0 ** 15, trainable=False, dtype=tf.float32)
       self._good_steps = tf.Variable(0, trainable=False, dtype=tf.int64)
 
   @property
@@ -108,39 +118,52 @@ class Optimizer:
 
   @property
   def state_variables(self):
-    """Optimizer state to checkpoint (moments, step, loss scale)."""
-    extra = [self._scale, self._good_steps] if self._scale is not None else []
+    """Optimizer state to checkpoint (moments, step, skips, loss scale)."""
+    extra = [self.skipped]
+    if self.loss_scale is not None:
+      extra += [self.loss_scale, self._good_steps]
     return list(self._opt.variables) + extra
 
   def __call__(self, tape, loss):
-    if self._scale is None:
+    """One step from `loss`; returns the gradient norm before clipping."""
+    grads, norm = self.gradients(tape, loss)
+    self.apply(grads, norm)
+    return norm
+
+  def gradients(self, tape, loss):
+    """(gradients of `loss`, their global norm), loss scaling undone."""
+    if self.loss_scale is None:
       grads = tape.gradient(loss, self._variables)
     else:
       with tape:
-        loss = loss * self._scale
+        loss = loss * self.loss_scale
       grads = tape.gradient(loss, self._variables)
-      grads = [g / self._scale for g in grads]
-    norm = tf.linalg.global_norm(grads)
-    grads, _ = tf.clip_by_global_norm(grads, self._clip, use_norm=norm)
-    if self._scale is None:
-      self._apply(grads)
-    else:
-      finite = tf.math.is_finite(norm)
-      tf.cond(finite, lambda: self._apply(grads), lambda: tf.constant(False))
-      self._update_scale(finite)
-    return norm
+      grads = [g / self.loss_scale for g in grads]
+    return grads, tf.linalg.global_norm(grads)
 
-  def _apply(self, grads):
-    self._opt.apply_gradients(zip(grads, self._variables))
+  def apply(self, grads, norm):
+    """Applies `grads` (global norm `norm`); 1.0 if skipped, else 0.0."""
+    finite = tf.math.is_finite(norm)
+    tf.cond(finite, lambda: self._step(grads, norm), lambda: tf.constant(False))
+    self.skipped.assign_add(1 - tf.cast(finite, tf.int64))
+    if self.loss_scale is not None:
+      self._update_scale(finite)
+    return 1.0 - tf.cast(finite, tf.float32)
+
+  def _step(self, grads, norm):
+    if self._clip:
+      grads, _ = tf.clip_by_global_norm(grads, self._clip, use_norm=norm)
     if self._wd:
       for var in self._decayed:
         var.assign((1 - self._wd) * var)
+    self._opt.apply_gradients(zip(grads, self._variables))
     return tf.constant(True)
 
   def _update_scale(self, finite):
     grow = tf.logical_and(finite, self._good_steps >= 1999)
-    self._scale.assign(tf.where(
-        finite, tf.where(grow, 2 * self._scale, self._scale), self._scale / 2))
+    self.loss_scale.assign(tf.where(
+        finite, tf.where(grow, 2 * self.loss_scale, self.loss_scale),
+        self.loss_scale / 2))
     self._good_steps.assign(tf.where(
         tf.logical_and(finite, tf.logical_not(grow)),
         self._good_steps + 1, tf.zeros_like(self._good_steps)))
@@ -154,7 +177,9 @@ class Dreamer:
   `config` holds the keys of dreamer.defaults(); `action_size` is the
   action dimension. `train(data)` takes a batch of (B, T) sequences with
   image uint8 (B, T, 64, 64, 3), action (B, T, A), reward and discount
-  (B, T), applies one update of all three parts and returns the metrics.
+  (B, T), applies one update of all three parts and returns the metrics;
+  `gradients(data)` computes the same update without applying it. Both take
+  recorded noise as an optional second argument (see `_gradients`).
   """
 
   def __init__(self, config, action_size, jit=None):
@@ -173,6 +198,7 @@ class Dreamer:
     self.actor_opt = self._optimizer('actor', ['actor'], config.actor_lr, scale)
     jit = getattr(config, 'jit', False) if jit is None else jit
     self.train = tf.function(self._train, jit_compile=bool(jit))
+    self.gradients = tf.function(self._gradients)
     self.policy = tf.function(self._policy)
     self.openl = tf.function(self._openl)
 
@@ -189,13 +215,34 @@ class Dreamer:
   def optimizers(self):
     return [self.model_opt, self.value_opt, self.actor_opt]
 
-  def _train(self, data):
+  def _train(self, data, noise=None):
+    metrics, grads, _ = self._gradients(data, noise)
+    for opt in self.optimizers:
+      metrics[f'{opt.name}_nonfinite'] = opt.apply(
+          grads[opt.name], metrics[f'{opt.name}_grad_norm'])
+    return metrics
+
+  def _gradients(self, data, noise=None):
+    """One update's losses, metrics and gradients, without applying them.
+
+    `noise`: None to draw every sample's noise (networks/noise.py), or some
+    of the recorded standard-normal noise {'obs_prior', 'post': (B or 1, T,
+    stoch) of the observe steps' prior and posterior samples; 'imag': (H, N
+    or 1, stoch) and 'actor': (H, N, A) of the imagination steps}, with N
+    the number of imagination starts. Returns (metrics, grads, outs):
+    grads[optimizer name] lists the gradients in the order of its
+    `variables` (`names`); outs holds intermediates to diff.
+    """
+    noise = noise or {}
     data = preprocess(
         {k: data[k] for k in TRAIN_KEYS}, self._c.clip_rewards)
     with tf.GradientTape() as model_tape:
-      model_loss, post, feat, metrics = self.world_model_loss(data)
+      model_loss, post, feat, metrics, outs = self.world_model_loss(
+          data, {k: noise[v] for k, v in (('prior', 'obs_prior'), (
+              'post', 'post')) if v in noise})
     with tf.GradientTape() as actor_tape:
-      imag_feat = self.imagine_ahead(post)
+      imag_feat, imag_action = self.imagine_ahead(
+          post, {k: noise[k] for k in ('imag', 'actor') if k in noise})
       reward = self.reward(imag_feat).mode()
       if self._c.pcont:
         pcont = self.pcont(imag_feat).mean()
@@ -211,19 +258,48 @@ class Dreamer:
         value_loss_ = value_loss(
             tfd.Independent(tfd.Normal(value[:-1], 1.0), 0), returns, weights)
       actor_loss_ = actor_loss(returns, weights)
-    metrics['model_grad_norm'] = self.model_opt(model_tape, model_loss)
-    metrics['actor_grad_norm'] = self.actor_opt(actor_tape, actor_loss_)
-    metrics['value_grad_norm'] = self.value_opt(value_tape, value_loss_)
+    grads = {}
+    for opt, tape, loss in ((self.model_opt, model_tape, model_loss),
+                            (self.actor_opt, actor_tape, actor_loss_),
+                            (self.value_opt, value_tape, value_loss_)):
+      grads[opt.name], metrics[f'{opt.name}_grad_norm'] = opt.gradients(
+          tape, loss)
     metrics['model_loss'] = model_loss
     metrics['actor_loss'] = actor_loss_
     metrics['value_loss'] = value_loss_
-    metrics['action_ent'] = tf.reduce_mean(self.actor(feat).entropy())
+    metrics.update(self._diagnostics(feat, imag_action, returns, value))
+    outs.update(
+        imag_feat=imag_feat, imag_action=imag_action, imag_reward=reward[:-1],
+        imag_value=value, imag_pcont=pcont[:-1], returns=returns)
+    return metrics, grads, outs
+
+  def _diagnostics(self, feat, imag_action, returns, value):
+    """action_ent, and what explains an actor that does not learn.
+
+    actor_mean_abs, actor_std: mean |loc| (at most 5) and mean scale of the
+    pre-tanh Normal on the batch's posterior features; action_saturated:
+    fraction of imagined actions with |a| > 0.99; imag_return, value_mean:
+    mean λ-return and value over the imagined trajectories.
+    """
+    dist = self.actor(feat)
+    metrics = {'action_ent': tf.reduce_mean(dist.entropy())}
+    if self._c.action_dist == 'tanh_normal':
+      metrics['actor_mean_abs'] = tf.reduce_mean(tf.abs(dist.loc))
+      metrics['actor_std'] = tf.reduce_mean(dist.scale)
+      metrics['action_saturated'] = tf.reduce_mean(
+          tf.cast(tf.abs(imag_action) > 0.99, tf.float32))
+    metrics['imag_return'] = tf.reduce_mean(returns)
+    metrics['value_mean'] = tf.reduce_mean(value)
     return metrics
 
-  def world_model_loss(self, data):
-    """model_loss = kl_scale · div − Σ likelihoods, and the posterior."""
+  def world_model_loss(self, data, eps=None):
+    """model_loss = kl_scale · div − Σ likelihoods, and the posterior.
+
+    `eps`: the observe steps' noise {'prior', 'post'} (RSSM.observe).
+    Returns (model_loss, post, feat, metrics, outs).
+    """
     embed = self.encoder(data['image'])
-    post, prior = self.rssm.observe(embed, data['action'])
+    post, prior = self.rssm.observe(embed, data['action'], eps=eps)
     feat = self.rssm.get_feat(post)
     likes = {
         'image': tf.reduce_mean(self.decoder(feat).log_prob(data['image'])),
@@ -235,32 +311,40 @@ class Dreamer:
           self.pcont(feat).log_prob(target))
     prior_dist = self.rssm.get_dist(prior)
     post_dist = self.rssm.get_dist(post)
-    div = kl_loss(post_dist, prior_dist, self._c.free_nats)
+    kl, div = kl_loss(post_dist, prior_dist, self._c.free_nats)
     model_loss = self._c.kl_scale * div - sum(likes.values())
     metrics = {f'{name}_loss': -like for name, like in likes.items()}
     metrics['div'] = div
     metrics['prior_ent'] = tf.reduce_mean(prior_dist.entropy())
     metrics['post_ent'] = tf.reduce_mean(post_dist.entropy())
-    return model_loss, post, feat, metrics
+    outs = {f'post_{k}': v for k, v in post.items()}
+    outs.update(prior_mean=prior['mean'], prior_std=prior['std'], kl=kl)
+    return model_loss, post, feat, metrics, outs
 
-  def imagine_ahead(self, post):
-    """Features of `horizon` imagined steps from every posterior state.
+  def imagine_ahead(self, post, eps=None):
+    """Features and actions of `horizon` imagined steps from every posterior.
 
     Start states are all (B, T) posterior states (without the last time step
-    when pcont is on), flattened; returns (horizon, B·T, feat) features of
-    the states after each step (the start state is not included).
+    when pcont is on), flattened to N; returns (horizon, N, feat) features
+    of the states after each step (the start state is not included) and the
+    (horizon, N, A) actions that led to them. `eps`: None, or some of
+    {'actor': (H, N, A), 'imag': (H, N or 1, stoch)} noise.
     """
+    eps = eps or {}
     if self._c.pcont:
       post = {k: v[:, :-1] for k, v in post.items()}
     start = {k: tf.reshape(v, [-1, v.shape[-1]]) for k, v in post.items()}
+    start['action'] = tf.zeros([tf.shape(start['deter'])[0], self._action_size])
 
-    def step(prev, _):
+    def step(prev, index):
+      at = lambda key: eps[key][index] if key in eps else None
       feat = tf.stop_gradient(self.rssm.get_feat(prev))
-      return self.rssm.img_step(prev, self.actor(feat).sample())
+      action = self.actor(feat).sample(at('actor'))
+      state = self.rssm.img_step(prev, action, at('imag'))
+      return {**state, 'action': action}
 
     states = tools.static_scan(step, tf.range(self._c.horizon), start)
-    return self.rssm.get_feat(states)
-
+    return self.rssm.get_feat(states), states['action']
 
   def _policy(self, image, latent, action, training):
     """One step of the acting policy from (N, 64, 64, 3) uint8 frames.
@@ -322,7 +406,7 @@ def build_modules(config, action_size, policy='float32'):
   encoder = networks.ConvEncoder(c.cnn_depth, c.cnn_act, dtype=policy)
   rssm = networks.RSSM(
       action_size, encoder.embed_size, c.stoch_size, c.deter_size,
-      c.deter_size, dtype=policy)
+      c.deter_size, c.latent_noise, dtype=policy)
   feat = rssm.feat_size
   modules = {
       'encoder': encoder,

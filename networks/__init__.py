@@ -2,7 +2,7 @@
 
 from networks.common import get_act
 from networks.conv import ConvDecoder, ConvEncoder
-from networks.distributions import OneHotDist, SampleDist, TanhBijector
+from networks.distributions import OneHotDist, TanhBijector, TanhNormal
 from networks.heads import ActionDecoder, DenseDecoder
 from networks.rssm import RSSM
 from networks.weights import export_weights, load_weights

@@ -3,6 +3,8 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from networks import noise
+
 tfd = tfp.distributions
 tfb = tfp.bijectors
 
@@ -37,49 +39,63 @@ class TanhBijector(tfb.Bijector):
     return 2.0 * (log2 - x - tf.nn.softplus(-2.0 * x))
 
 
-class SampleDist:
-  """Estimates mean, mode and entropy of `dist` from `samples` samples.
+class TanhNormal:
+  """Normal(loc, scale) through tanh, independent over the last axis.
 
-  mean = average of the samples; mode = the sample of highest log-prob,
-  chosen per batch element; entropy = −average log-prob of the samples.
+  The original's `SampleDist(Independent(TransformedDistribution(Normal,
+  TanhBijector)))`: sample = tanh(ε · scale + loc) for standard-normal ε;
+  mean, mode and entropy are estimated from `samples` samples, mode being
+  the sample of highest log-prob, chosen per batch element. Every method
+  that samples takes its noise as `eps` (drawn when None; networks/noise.py):
+  shaped like `loc` for `sample`, with a leading `samples` axis otherwise.
   """
 
-  def __init__(self, dist, samples=100):
-    self._dist = dist
+  def __init__(self, loc, scale, samples=100):
+    self.loc = loc
+    self.scale = scale
     self._samples = samples
+    self._dist = tfd.Independent(tfd.TransformedDistribution(
+        tfd.Normal(loc, scale), TanhBijector()), 1)
 
   @property
   def distribution(self):
     return self._dist
 
-  def sample(self, sample_shape=(), seed=None):
-    return self._dist.sample(sample_shape, seed=seed)
+  def sample(self, eps=None):
+    if eps is None:
+      eps = noise.normal(tf.shape(self.loc))
+    return tf.tanh(eps * self.scale + self.loc)
 
   def log_prob(self, value):
     return self._dist.log_prob(value)
 
-  def mean(self):
-    return tf.reduce_mean(self._dist.sample(self._samples), 0)
+  def mean(self, eps=None):
+    return tf.reduce_mean(self._draws(eps), 0)
 
-  def mode(self):
-    sample = self._dist.sample(self._samples)
+  def mode(self, eps=None):
+    sample = self._draws(eps)
     logprob = self._dist.log_prob(sample)
     best = tf.one_hot(
-        tf.argmax(logprob, 0), self._samples, axis=0, dtype=sample.dtype)
-    event_rank = sample.shape.rank - logprob.shape.rank
-    best = tf.reshape(best, best.shape + [1] * event_rank)
-    return tf.reduce_sum(best * sample, 0)
+        tf.argmax(logprob, 0), tf.shape(sample)[0], axis=0, dtype=sample.dtype)
+    return tf.reduce_sum(best[..., None] * sample, 0)
 
-  def entropy(self):
-    sample = self._dist.sample(self._samples)
-    return -tf.reduce_mean(self._dist.log_prob(sample), 0)
+  def entropy(self, eps=None):
+    return -tf.reduce_mean(self._dist.log_prob(self._draws(eps)), 0)
+
+  def _draws(self, eps):
+    """`samples` samples (samples, …, A) from noise of that shape."""
+    if eps is None:
+      eps = noise.normal(tf.concat([[self._samples], tf.shape(self.loc)], 0))
+    return tf.tanh(eps * self.scale + self.loc)
 
 
 class OneHotDist:
   """One-hot categorical whose samples pass straight-through gradients.
 
   sample = one_hot + probs − stop_gradient(probs): the value is one-hot, the
-  gradient is that of the class probabilities.
+  gradient is that of the class probabilities. The class is drawn by
+  Gumbel-max, argmax(logits − log(−log u)) for uniform u: the categorical's
+  distribution, from noise that passes through networks/noise.py.
   """
 
   def __init__(self, logits=None, probs=None, dtype=tf.float32):
@@ -93,8 +109,13 @@ class OneHotDist:
   def probs_parameter(self):
     return self._dist.probs_parameter()
 
-  def sample(self, sample_shape=(), seed=None):
-    sample = tf.cast(self._dist.sample(sample_shape, seed=seed), self._dtype)
+  def sample(self, eps=None):
+    """Gumbel-max sample from uniform noise `eps` shaped like the logits."""
+    logits = self._dist.logits_parameter()
+    if eps is None:
+      eps = noise.uniform(tf.shape(logits))
+    index = tf.argmax(logits - tf.math.log(-tf.math.log(eps)), -1)
+    sample = tf.one_hot(index, logits.shape[-1], dtype=self._dtype)
     probs = tf.cast(self._dist.probs_parameter(), self._dtype)
     return sample + probs - tf.stop_gradient(probs)
 

@@ -6,7 +6,7 @@ import tensorflow_probability as tfp
 
 from networks.common import (
     Module, apply_flat, batch_shape, get_act, reshape, to_float32)
-from networks.distributions import OneHotDist, SampleDist, TanhBijector
+from networks.distributions import OneHotDist, TanhNormal
 
 tfd = tfp.distributions
 
@@ -51,8 +51,9 @@ class ActionDecoder(Module):
   """The actor: `layers` hidden Dense(units, act) layers, then the action head.
 
   tanh_normal: Dense(2A) → m, s; loc = mean_scale · tanh(m / mean_scale);
-  scale = softplus(s + log(e^init_std − 1)) + min_std; Normal(loc, scale)
-  through tanh, independent over A, with sample-based mean/mode/entropy.
+  scale = softplus(s + log(e^init_std − 1)) + min_std; TanhNormal(loc,
+  scale): Normal through tanh, independent over A, with sample-based
+  mean/mode/entropy.
   onehot: Dense(A) logits of a straight-through one-hot categorical.
   """
 
@@ -90,6 +91,4 @@ class ActionDecoder(Module):
   def call(self, features):
     if self._dist == 'onehot':
       return OneHotDist(logits=self._head(features))
-    mean, std = self.tanh_normal_params(features)
-    dist = tfd.TransformedDistribution(tfd.Normal(mean, std), TanhBijector())
-    return SampleDist(tfd.Independent(dist, 1))
+    return TanhNormal(*self.tanh_normal_params(features))

@@ -5,6 +5,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tools
+from networks import noise
 from networks.common import Module, to_float32
 
 tfd = tfp.distributions
@@ -14,12 +15,19 @@ class RSSM(Module):
   """Deterministic GRU state `deter` plus a Gaussian latent `stoch`.
 
   A state is a dict of float32 tensors: mean, std, stoch (…, stoch_size)
-  and deter (…, deter_size). `feat = concat(stoch, deter)`.
+  and deter (…, deter_size). `feat = concat(stoch, deter)`. Latent samples
+  draw `latent_noise` noise (shared across the batch, as in the original,
+  or independent) unless the caller passes it (networks/noise.py).
   """
 
   def __init__(self, action_size, embed_size, stoch=30, deter=200, hidden=200,
-               dtype=None, name='rssm'):
+               latent_noise='shared', dtype=None, name='rssm'):
     super().__init__(name, dtype)
+    if latent_noise not in noise.LATENT_NOISE:
+      raise ValueError(
+          f'unknown latent_noise {latent_noise!r}; allowed: '
+          f'{", ".join(noise.LATENT_NOISE)}')
+    self._noise = latent_noise
     self._stoch_size = stoch
     self._deter_size = deter
     act = tf.nn.elu
@@ -40,24 +48,38 @@ class RSSM(Module):
         mean=zeros(self._stoch_size), std=zeros(self._stoch_size),
         stoch=zeros(self._stoch_size), deter=zeros(self._deter_size))
 
-  def observe(self, embed, action, state=None):
+  def observe(self, embed, action, state=None, eps=None):
     """Posterior and prior states for (B, T, …) embeddings and actions.
 
     `action[:, t]` is the action that led to the frame of `embed[:, t]`.
+    `eps`: None, or some of {'prior', 'post'}: standard-normal noise (B or
+    1, T, stoch) of the prior and posterior samples; what is not given is
+    drawn (networks/noise.py).
     """
     if state is None:
       state = self.initial(embed.shape[0] or tf.shape(embed)[0])
-    embed, action = _swap(embed), _swap(action)
+    inputs = {'action': _swap(action), 'embed': _swap(embed)}
+    inputs.update({k: _swap(v) for k, v in (eps or {}).items()})
     post, prior = tools.static_scan(
-        lambda prev, inputs: self.obs_step(prev[0], *inputs),
-        (action, embed), (state, state))
+        lambda prev, inp: self.obs_step(
+            prev[0], inp['action'], inp['embed'],
+            (inp.get('prior'), inp.get('post'))),
+        inputs, (state, state))
     return _swap(post), _swap(prior)
 
-  def imagine(self, action, state=None):
-    """Prior states for (B, T, A) actions, open loop from `state`."""
+  def imagine(self, action, state=None, eps=None):
+    """Prior states for (B, T, A) actions, open loop from `state`.
+
+    `eps`: None, or standard-normal noise (B or 1, T, stoch).
+    """
     if state is None:
       state = self.initial(action.shape[0] or tf.shape(action)[0])
-    return _swap(tools.static_scan(self.img_step, _swap(action), state))
+    inputs = {'action': _swap(action)}
+    if eps is not None:
+      inputs['eps'] = _swap(eps)  # Broadcast over the batch if it has 1.
+    return _swap(tools.static_scan(
+        lambda prev, inp: self.img_step(prev, inp['action'], inp.get('eps')),
+        inputs, state))
 
   def get_feat(self, state):
     return tf.concat([state['stoch'], state['deter']], -1)
@@ -65,16 +87,18 @@ class RSSM(Module):
   def get_dist(self, state):
     return tfd.MultivariateNormalDiag(state['mean'], state['std'])
 
-  def obs_step(self, prev_state, prev_action, embed):
-    prior = self.img_step(prev_state, prev_action)
+  def obs_step(self, prev_state, prev_action, embed, eps=None):
+    """Prior and posterior; `eps` is None or (prior noise, posterior noise)."""
+    eps_prior, eps_post = (None, None) if eps is None else eps
+    prior = self.img_step(prev_state, prev_action, eps_prior)
     x = tf.concat([prior['deter'], embed], -1)
     x = self.named_layers['obs1'](x)
     x = self.named_layers['obs2'](x)
-    post = self._latent(x)
+    post = self._latent(x, eps_post)
     post['deter'] = prior['deter']
     return post, prior
 
-  def img_step(self, prev_state, prev_action):
+  def img_step(self, prev_state, prev_action, eps=None):
     x = tf.concat([prev_state['stoch'], tf.cast(prev_action, tf.float32)], -1)
     x = self.named_layers['img1'](x)
     deter = tf.cast(prev_state['deter'], self.compute_dtype)
@@ -85,15 +109,17 @@ class RSSM(Module):
     deter = to_float32(x)
     x = self.named_layers['img2'](x)
     x = self.named_layers['img3'](x)
-    prior = self._latent(x)
+    prior = self._latent(x, eps)
     prior['deter'] = deter
     return prior
 
-  def _latent(self, x):
+  def _latent(self, x, eps):
+    """mean, std = split(x); stoch = ε · std + mean (the original's order)."""
     mean, std = tf.split(to_float32(x), 2, -1)
     std = tf.nn.softplus(std) + 0.1
-    stoch = self.get_dist({'mean': mean, 'std': std}).sample()
-    return {'mean': mean, 'std': std, 'stoch': stoch}
+    if eps is None:
+      eps = noise.normal(noise.latent_shape(mean, self._noise))
+    return {'mean': mean, 'std': std, 'stoch': eps * std + mean}
 
 
 def gru_step(x, h, kernel, recurrent_kernel, bias):

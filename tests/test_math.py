@@ -65,14 +65,15 @@ def test_free_nats_apply_after_averaging():
   post = tfd.MultivariateNormalDiag(
       tf.constant([[1.0] * 3, [4.0] * 3]), tf.ones((2, 3)))
   per_element = 0.5 * np.array([3.0, 48.0])
-  assert float(models.kl_loss(post, prior, 3.0)) == pytest.approx(
-      per_element.mean())
+  kl, div = models.kl_loss(post, prior, 3.0)
+  assert float(kl) == float(div) == pytest.approx(per_element.mean())
   # Element 0 is below 3 nats alone, but only the mean is floored.
-  assert float(models.kl_loss(post, prior, 30.0)) == 30.0
+  kl, div = models.kl_loss(post, prior, 30.0)
+  assert float(div) == 30.0 and float(kl) == pytest.approx(12.75)
   with tf.GradientTape() as tape:
     mean = tf.Variable(tf.fill((2, 3), 0.1))
     post = tfd.MultivariateNormalDiag(mean, tf.ones((2, 3)))
-    loss = models.kl_loss(post, prior, 3.0)
+    _, loss = models.kl_loss(post, prior, 3.0)
   assert float(loss) == 3.0
   assert float(tf.reduce_sum(tf.abs(tape.gradient(loss, mean)))) == 0.0
 
@@ -83,18 +84,36 @@ def test_discount_weights_are_cumulative_products():
   np.testing.assert_allclose(weights[:, 0], [1.0, 0.9, 0.72])
 
 
-def test_sample_dist_mode_is_chosen_per_element():
-  loc = tf.constant([[-2.0, 0.0], [0.0, 2.0], [1.0, -1.0]])
-  dist = tfd.Independent(tfd.Normal(loc, 0.05), 1)
-  mode = networks.SampleDist(dist, samples=200).mode()
-  np.testing.assert_allclose(mode, loc, atol=0.1)
+def test_tanh_normal_mode_is_chosen_per_element():
+  loc = tf.constant([[-1.0, 0.0], [0.0, 1.0], [0.5, -0.5]])
+  dist = networks.TanhNormal(loc, tf.fill(loc.shape, 0.05), samples=200)
+  np.testing.assert_allclose(dist.mode(), np.tanh(loc), atol=0.1)
 
 
-def test_sample_dist_mean_and_entropy_estimates():
-  dist = tfd.Independent(tfd.Normal(tf.fill((2, 3), 0.5), 1.0), 1)
-  sample_dist = networks.SampleDist(dist, samples=4000)
-  np.testing.assert_allclose(sample_dist.mean(), 0.5, atol=0.1)
-  np.testing.assert_allclose(sample_dist.entropy(), dist.entropy(), atol=0.15)
+def test_tanh_normal_samples_are_tanh_of_the_noise():
+  loc, scale = tf.constant([[0.3, -2.0]]), tf.constant([[0.5, 2.0]])
+  dist = networks.TanhNormal(loc, scale)
+  eps = np.array([[1.5, -0.25]], np.float32)
+  np.testing.assert_allclose(
+      dist.sample(eps), np.tanh(eps * scale + loc), rtol=1e-6)
+  eps = np.random.default_rng(0).normal(size=(3, 1, 2)).astype(np.float32)
+  draws = np.tanh(eps * scale.numpy() + loc.numpy())
+  np.testing.assert_allclose(dist.mean(eps), draws.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(
+      dist.entropy(eps), -dist.log_prob(draws).numpy().mean(0), rtol=1e-5)
+  best = np.argmax(dist.log_prob(draws).numpy(), 0)
+  np.testing.assert_allclose(dist.mode(eps), draws[best[0], :], rtol=1e-6)
+
+
+def test_tanh_normal_mean_and_entropy_estimates():
+  loc, scale = tf.fill((2, 3), 0.5), tf.fill((2, 3), 0.3)
+  dist = networks.TanhNormal(loc, scale, samples=4000)
+  base = tfd.Normal(0.5, 0.3)
+  x = base.sample(200_000, seed=1).numpy()
+  np.testing.assert_allclose(dist.mean(), np.tanh(x).mean(), atol=0.02)
+  # h(tanh X) = h(X) + E[log(1 − tanh² X)], summed over 3 dimensions.
+  entropy = 3 * (base.entropy().numpy() + np.mean(np.log(1 - np.tanh(x) ** 2)))
+  np.testing.assert_allclose(dist.entropy(), entropy, atol=0.1)
 
 
 def test_tanh_inverse_is_finite_at_the_bounds():
@@ -134,7 +153,8 @@ def test_schedules():
   every = tools.Every(10)
   assert [every(s) for s in (0, 5, 10, 12, 25, 29, 30)] == [
       True, False, True, False, True, False, True]
-  assert not tools.Every(0)(100)
+  zero = tools.Every(0)  # Every call, as in the original.
+  assert [zero(s) for s in (100, 100, 101)] == [True, True, True]
   once = tools.Once()
   assert [once(), once()] == [True, False]
   assert tools.exploration_amount(100, 0.3, 100, 0.0) == pytest.approx(0.15)

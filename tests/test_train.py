@@ -11,6 +11,10 @@ SPEC_METRICS = {
     'model_grad_norm', 'value_grad_norm', 'actor_grad_norm', 'prior_ent',
     'post_ent', 'image_loss', 'reward_loss', 'div', 'model_loss',
     'value_loss', 'actor_loss', 'action_ent'}
+# Ours besides the original's: skipped updates and the actor's diagnostics.
+EXTRA_METRICS = {
+    'model_nonfinite', 'actor_nonfinite', 'value_nonfinite', 'actor_mean_abs',
+    'actor_std', 'action_saturated', 'imag_return', 'value_mean'}
 
 
 def snapshot(variables):
@@ -35,7 +39,7 @@ def test_train_step_returns_finite_spec_metrics(precision, pcont, jit):
     if np.isfinite(metrics['model_grad_norm'].numpy()):
       break
     metrics = agent.train(data)
-  expected = SPEC_METRICS | ({'pcont_loss'} if pcont else set())
+  expected = SPEC_METRICS | EXTRA_METRICS | ({'pcont_loss'} if pcont else set())
   assert set(metrics) == expected
   for name, value in metrics.items():
     assert value.dtype == tf.float32, name
@@ -102,19 +106,69 @@ def test_optimizers_cover_disjoint_parts():
   assert ids[0] | ids[1] | ids[2] == every
 
 
-def test_loss_scale_skips_non_finite_updates():
+def numpy_adam(value, grads, lr, clip=0.0, wd=0.0):
+  """The original's update in float64: clip, decay, then Adam (ε 1e-7)."""
+  value, m, v = np.array(value, np.float64), 0.0, 0.0
+  for t, grad in enumerate(grads, 1):
+    grad = np.asarray(grad, np.float64)
+    norm = np.sqrt(np.sum(grad ** 2))
+    if clip and norm > clip:
+      grad = grad * clip / norm
+    value = (1 - wd) * value
+    m = 0.9 * m + 0.1 * grad
+    v = 0.999 * v + 0.001 * grad ** 2
+    step = lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+    value = value - step * m / (np.sqrt(v) + 1e-7)
+  return value
+
+
+def apply_all(opt, grads):
+  for grad in grads:
+    grad = [tf.constant(g, tf.float32) for g in grad]
+    opt.apply(grad, tf.linalg.global_norm(grad))
+
+
+@pytest.mark.parametrize('clip', [0.0, 3.0])
+def test_adam_step_equals_numpy_adam_with_clipping_and_decay(clip):
+  a, b = tf.Variable([1.0, -2.0, 0.5]), tf.Variable([[0.3, 0.2]])
+  opt = models.Optimizer(
+      'test', [a, b], 0.01, clip, wd=0.1, wd_pattern='^test/x/',
+      names=['x/a', 'y/b'])
+  assert opt.decayed_names == ['test/x/a']
+  rng = np.random.default_rng(0)
+  # Joint norms around 0.3, 30 (clipped if clip) and 1e-6 (ε matters).
+  grads = [[rng.normal(size=(3,)) * s, rng.normal(size=(1, 2)) * s]
+           for s in (0.2, 20.0, 1e-6, 1.0)]
+  apply_all(opt, grads)
+  # Clipping scales both variables' gradients by one joint factor.
+  joint = [np.concatenate([ga, gb.ravel()]) for ga, gb in grads]
+  expected = numpy_adam(np.r_[1.0, -2.0, 0.5, 0.3, 0.2], joint, 0.01, clip)
+  np.testing.assert_allclose(b.numpy().ravel(), expected[3:], rtol=1e-6)
+  decayed = numpy_adam([1.0, -2.0, 0.5], [
+      g * min(1, clip / np.linalg.norm(j)) if clip else g
+      for (g, _), j in zip(grads, joint)], 0.01, 0.0, 0.1)
+  np.testing.assert_allclose(a.numpy(), decayed, rtol=1e-6)
+  assert int(opt.skipped) == 0
+
+
+@pytest.mark.parametrize('loss_scale', [False, True])
+def test_non_finite_gradients_skip_the_update_and_are_counted(loss_scale):
   var = tf.Variable([1.0, 2.0])
-  opt = models.Optimizer('test', [var], 0.1, 100.0, loss_scale=True)
+  opt = models.Optimizer('test', [var], 0.1, 100.0, loss_scale=loss_scale)
   with tf.GradientTape() as tape:
     loss = tf.reduce_sum(var) * np.inf
-  opt(tape, loss)
+  grads, norm = opt.gradients(tape, loss)
+  assert float(opt.apply(grads, norm)) == 1.0
   np.testing.assert_array_equal(var.numpy(), [1.0, 2.0])
-  assert float(opt.state_variables[-2]) == 2.0 ** 14
+  assert int(opt.skipped) == 1
+  if loss_scale:
+    assert float(opt.loss_scale) == 2.0 ** 14
   with tf.GradientTape() as tape:
     loss = tf.reduce_sum(var ** 2)
-  norm = opt(tape, loss)
-  assert float(norm) == pytest.approx(np.sqrt(2 ** 2 + 4 ** 2))
-  assert var.numpy()[0] < 1.0
+  assert float(opt(tape, loss)) == pytest.approx(np.sqrt(2 ** 2 + 4 ** 2))
+  np.testing.assert_allclose(
+      var.numpy(), numpy_adam([1.0, 2.0], [[2.0, 4.0]], 0.1), rtol=1e-6)
+  assert int(opt.skipped) == 1
 
 
 def test_gradient_clipping_reports_the_norm_before_clipping():
@@ -125,14 +179,44 @@ def test_gradient_clipping_reports_the_norm_before_clipping():
   assert float(opt(tape, loss)) == pytest.approx(10 * np.sqrt(2))
 
 
-def test_weight_decay_multiplies_by_one_minus_wd_where_matched():
-  a, b = tf.Variable([1.0]), tf.Variable([1.0])
-  opt = models.Optimizer(
-      'test', [a, b], 0.0, 100.0, wd=0.1, wd_pattern='^x/', names=['x/a', 'y/b'])
-  with tf.GradientTape() as tape:
-    loss = tf.reduce_sum(a + b)
-  opt(tape, loss)
-  assert float(a[0]) == pytest.approx(0.9) and float(b[0]) == 1.0
+def test_weight_decay_pattern_sees_optimizer_module_layer_weight_names():
+  agent = models.Dreamer(tiny_config(
+      weight_decay=0.1, weight_decay_pattern=r'^model/(encoder|rssm)/.*kernel'), 2)
+  names = agent.model_opt.decayed_names
+  assert 'model/encoder/h1/kernel' in names
+  assert 'model/rssm/gru/recurrent_kernel' in names
+  assert not [n for n in names if 'bias' in n or 'decoder' in n]
+  assert agent.actor_opt.decayed_names == []
+
+
+def fixed_noise(config, action_size, seed=0):
+  rng = np.random.default_rng(seed)
+  b, t, s, h = (config.batch_size, config.batch_length, config.stoch_size,
+                config.horizon)
+  normal = lambda *shape: rng.normal(size=shape).astype(np.float32)
+  return {'obs_prior': normal(b, t, s), 'post': normal(b, t, s),
+          'imag': normal(h, b * t, s), 'actor': normal(h, b * t, action_size)}
+
+
+def test_update_applies_the_computed_gradients():
+  config = tiny_config(weight_decay=0.01, weight_decay_pattern='kernel')
+  agent = models.Dreamer(config, 2)
+  data, noise = random_batch(config, 2), fixed_noise(config, 2)
+  before = {opt.name: snapshot(opt.variables) for opt in agent.optimizers}
+  computed, grads, _ = agent.gradients(data, noise)
+  metrics = agent.train(data, noise)
+  for name in ('model_loss', 'actor_loss', 'value_loss', 'model_grad_norm'):
+    assert float(metrics[name]) == pytest.approx(float(computed[name]), 1e-6)
+  for opt in agent.optimizers:
+    norm = float(computed[f'{opt.name}_grad_norm'])
+    scale = min(1.0, config.grad_clip / norm)
+    lr = getattr(config, f'{opt.name}_lr')
+    for name, value, grad, var in zip(
+        opt.names, before[opt.name], grads[opt.name], opt.variables):
+      wd = config.weight_decay if 'kernel' in name else 0.0
+      expected = numpy_adam(value, [grad.numpy() * scale], lr, 0.0, wd)
+      np.testing.assert_allclose(
+          var.numpy(), expected, rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 def test_bad_values_give_clear_errors():
