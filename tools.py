@@ -87,15 +87,13 @@ def lambda_return(reward, value, pcont, bootstrap, lambda_, axis=0):
 # --- Schedules --------------------------------------------------------------
 
 class Every:
-  """True once every `every` steps of a growing counter (never if falsy)."""
+  """True once every `every` steps of a growing counter; 0: at every call."""
 
   def __init__(self, every):
     self._every = every
     self._last = None
 
   def __call__(self, step):
-    if not self._every:
-      return False
     if self._last is None:
       self._last = step
       return True
@@ -116,6 +114,30 @@ class Once:
       self._once = False
       return True
     return False
+
+
+class Means:
+  """Running means of named scalars since the last `result()`."""
+
+  def __init__(self):
+    self._sums = {}
+
+  def add(self, values):
+    for name, value in values.items():
+      total, count = self._sums.get(name, (0.0, 0))
+      self._sums[name] = (total + float(value), count + 1)
+
+  def result(self):
+    """{name: mean} of everything added since the last call, then resets."""
+    means = {name: total / count for name, (total, count) in self._sums.items()}
+    self._sums = {}
+    return means
+
+  def get_state(self):
+    return dict(self._sums)
+
+  def set_state(self, state):
+    self._sums = dict(state)
 
 
 def exploration_amount(step, amount, decay, minimum):

@@ -116,6 +116,8 @@ def main():
   parser.add_argument('--tiny', action='store_true',
                       help='small networks and few steps: a smoke test only')
   args = parser.parse_args()
+  from benchmarks.machine import setup
+  print(setup(), flush=True)
   steps = args.steps or (20 if args.tiny else 500)
   config = make_config(args)
   env = dreamer.make_envs(config, lambda mode, episode: None, 'train')[0]

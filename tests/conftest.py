@@ -5,6 +5,9 @@ import pathlib
 
 import pytest
 
+# The fast setting dreamer.py chooses, before anything imports TensorFlow.
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+
 from benchmarks.train_step import random_batch  # noqa: F401  (shared)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -66,3 +66,30 @@ def test_exploration():
   assert np.all(greedy.sum(-1) == 1)
   changed = (greedy.argmax(-1) != 0).mean()
   assert abs(changed - 0.4 * 3 / 4) < 0.05
+
+
+def test_named_config_overlays_the_defaults_and_flags_override_it():
+  config = dreamer.parse_args(['--logdir', 'x', '--configs', 'small'])
+  assert config.configs == ['small']
+  for key, value in dreamer.CONFIGS['small'].items():
+    assert getattr(config, key) == value
+  assert config.batch_length == dreamer.defaults()['batch_length']
+  config = dreamer.parse_args(
+      ['--logdir', 'x', '--configs', 'small', '--batch_size', '7'])
+  assert config.batch_size == 7 and config.cnn_depth == 16
+  assert dreamer.parse_args(['--logdir', 'x']).configs == []
+
+
+def test_unknown_config_name_lists_the_known_ones(capsys):
+  with pytest.raises(SystemExit) as info:
+    dreamer.parse_args(['--logdir', 'x', '--configs', 'huge'])
+  assert info.value.code == 2
+  assert "unknown config 'huge'; known: small" in capsys.readouterr().err
+
+
+def test_onednn_is_chosen_unless_the_user_did():
+  environ = {}
+  assert dreamer.choose_onednn(environ).startswith('oneDNN on')
+  assert environ['TF_ENABLE_ONEDNN_OPTS'] == '1'
+  message = dreamer.choose_onednn({'TF_ENABLE_ONEDNN_OPTS': '0'})
+  assert message.startswith('oneDNN off') and 'your setting' in message

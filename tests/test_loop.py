@@ -70,7 +70,10 @@ def test_episode_files(first_run):
 def test_metrics_and_logs(first_run):
   logdir, output, metrics = first_run
   agent = [m for m in metrics if 'model_loss' in m]
-  assert agent and AGENT_METRICS <= set(agent[0])
+  # The first write follows training in the first test episode, before any
+  # exploring step: it has no expl_amount (the original writes 0 there).
+  assert agent and AGENT_METRICS - {'expl_amount'} <= set(agent[0])
+  assert 'expl_amount' not in agent[0] and AGENT_METRICS <= set(agent[1])
   assert 'fps' in agent[-1]
   assert any('train/return' in m and 'train/length' in m for m in metrics)
   assert any('test/return' in m and 'episodes' in m for m in metrics)
@@ -84,6 +87,9 @@ def test_metrics_and_logs(first_run):
   assert 'Training for 3 steps.' in output
   saved = json.loads((logdir / 'config.json').read_text())
   assert saved['batch_length'] == 8 and saved['task'] == 'dmc_cartpole_balance'
+  assert saved['configs'] == [] and saved['latent_noise'] == 'shared'
+  assert re.search(r'^oneDNN (on|off)', output, re.M)
+  assert 'Training for 1 step (initial update).' in output
 
 
 def test_checkpoint_and_resume(first_run):

@@ -44,3 +44,13 @@ def test_bfloat16_learns_as_well_as_float32():
   assert final32 < 0.1 * start32
   assert final16 < 0.1 * start16
   assert abs(final16 / final32 - 1) < 0.15, (final16, final32)
+
+
+def test_lower_precision_gradients_point_where_float32_ones_do():
+  from benchmarks.precision import TINY, compare
+  results = compare(['bf16', '16'], dict(TINY), 2)
+  for precision, figures in results.items():
+    for name in ('model', 'actor', 'value'):
+      assert figures[f'{name}_grad_cosine'] > 0.9, (precision, name, figures)
+    for name in ('model_loss', 'value_loss'):
+      assert figures[f'{name}_rel_diff'] < 0.05, (precision, name, figures)
