@@ -1,0 +1,436 @@
+"""Test-return learning curves of Dreamer runs next to the original paper's.
+
+    python plotting.py --logdirs runs/a runs/b \\
+        --reference scores/dreamer.json --baselines scores/baselines.json \\
+        --output curves.png
+
+Reads the `test/return` lines of each run's metrics.jsonl, pools the runs of
+one task and label, bins their points over environment steps and draws one
+panel per task: the mean over the runs as a line, their min and max as a
+band, the original's runs of the task (`--reference`) binned the same way,
+and the final scores of other methods (`--baselines`) as dashed lines.
+`--format csv` writes the binned curves instead of the figure.
+"""
+
+import argparse
+import collections
+import csv
+import json
+import math
+import pathlib
+import sys
+
+import numpy as np
+
+DEFAULT_BINS = 30
+TASK_PREFIXES = ('dmc_', 'atari_')
+CSV_HEADER = ('task', 'label', 'step', 'mean', 'min', 'max', 'runs')
+OURS_COLORS = ('tab:blue', 'tab:orange', 'tab:green', 'tab:purple', 'tab:cyan')
+ORIGINAL_COLORS = ('black', 'tab:gray')
+BASELINE_COLORS = ('tab:red', 'tab:brown', 'tab:olive', 'tab:pink')
+
+BINNING = f"""\
+binning: the curves of a task share one grid of bins of width w = S / N,
+where S is the largest step of our runs of that task and N is --bins
+(default {DEFAULT_BINS}). Bin k holds the steps s with k*w < s <= (k+1)*w,
+the first bin also step 0, so the steps 0 to S make N bins; the grid goes
+on past S for the reference runs. (If S is 0, S is the largest reference
+step instead, and if that is 0 too, w = 1.) Each run's points in a bin are
+averaged, then the mean, min and max are taken over the runs with a point
+in that bin (runs = their number); bins without points are left out. A
+row's step is the bin centre (k + 0.5)*w. Baselines are not in the CSV.
+
+task: the `task` of RUN/config.json, else the first folder of RUN's path,
+from the leaf upward, whose name starts with dmc_ or atari_ (the original's
+logdirs such as runs/dmc_walker_walk/dreamer/1); --tasks overrides both."""
+
+Curve = collections.namedtuple('Curve', 'label rows original')
+Panel = collections.namedtuple('Panel', 'task curves has_reference')
+
+
+class InputError(Exception):
+  """Bad input: main prints the message as one line and exits with code 2."""
+
+
+def finite(value):
+  """`value` as a float if it is a finite JSON number (not a bool), or None."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return None
+  try:
+    value = float(value)
+  except OverflowError:
+    return None
+  return value if math.isfinite(value) else None
+
+
+def read_metrics(path):
+  """(points, skipped) of a metrics.jsonl file.
+
+  `points` are the (step, test return) pairs of the lines with `test/return`.
+  `skipped` counts the malformed lines: not JSON, not an object, or with
+  `test/return` but without finite numbers for it and `step`.
+  Blank lines and lines of other metrics are ignored without counting.
+  """
+  points, skipped = [], 0
+  try:
+    with open(path, encoding='utf-8', errors='replace') as file:
+      lines = file.readlines()
+  except OSError as error:
+    raise InputError(f'cannot read {path}: {error.strerror}') from None
+  for line in lines:
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except ValueError:
+      skipped += 1
+      continue
+    if not isinstance(record, dict):
+      skipped += 1
+    elif 'test/return' in record:
+      step, value = finite(record.get('step')), finite(record['test/return'])
+      if step is None or value is None:
+        skipped += 1
+      else:
+        points.append((step, value))
+  return points, skipped
+
+
+def find_task(logdir):
+  """The task of a run, or None: `task` of logdir/config.json, else the first
+  folder of the path, leaf first, whose name starts with dmc_ or atari_."""
+  logdir = pathlib.Path(logdir)
+  try:
+    config = json.loads((logdir / 'config.json').read_text(encoding='utf-8'))
+  except (OSError, ValueError):
+    config = None
+  if isinstance(config, dict) and isinstance(config.get('task'), str):
+    return config['task']
+  for part in reversed(logdir.resolve().parts):
+    if part.startswith(TASK_PREFIXES):
+      return part
+  return None
+
+
+def read_run(logdir):
+  """(task, points, skipped) of a logdir: see find_task and read_metrics."""
+  path = pathlib.Path(logdir) / 'metrics.jsonl'
+  if not path.is_file():
+    raise InputError(f'no metrics.jsonl in {logdir}')
+  points, skipped = read_metrics(path)
+  return find_task(logdir), points, skipped
+
+
+def load_json(path, what):
+  """The parsed JSON file at `path`; `what` names it in the error message."""
+  try:
+    with open(path, encoding='utf-8') as file:
+      return json.load(file)
+  except OSError as error:
+    raise InputError(
+        f'cannot read the {what} {path}: {error.strerror}') from None
+  except ValueError as error:
+    raise InputError(f'the {what} {path} is not JSON: {error}') from None
+
+
+def read_reference(path):
+  """{task: {method: [points of each run]}} from a JSON list of runs
+  {"task", "method", "seed", "xs", "ys"}; pairs that are not finite numbers
+  are dropped."""
+  entries = load_json(path, 'reference file')
+  if not isinstance(entries, list):
+    raise InputError(f'the reference file {path} is not a JSON list of runs')
+  reference = {}
+  for index, entry in enumerate(entries):
+    valid = (
+        isinstance(entry, dict) and isinstance(entry.get('task'), str) and
+        isinstance(entry.get('method'), str) and
+        isinstance(entry.get('xs'), list) and isinstance(entry.get('ys'), list)
+        and len(entry['xs']) == len(entry['ys']))
+    if not valid:
+      raise InputError(
+          f'run {index} of the reference file {path} is not an object with '
+          'strings "task" and "method" and lists "xs" and "ys" of one length')
+    pairs = [(finite(x), finite(y)) for x, y in zip(entry['xs'], entry['ys'])]
+    points = [(x, y) for x, y in pairs if x is not None and y is not None]
+    methods = reference.setdefault(entry['task'], {})
+    methods.setdefault(entry['method'], []).append(points)
+  return reference
+
+
+def read_baselines(path):
+  """{task: {method: final score}} from a JSON object of that shape."""
+  data = load_json(path, 'baselines file')
+  if not isinstance(data, dict):
+    raise InputError(f'the baselines file {path} is not a JSON object')
+  baselines = {}
+  for task, scores in data.items():
+    if not isinstance(scores, dict):
+      raise InputError(
+          f'{task} of the baselines file {path} is not an object of scores')
+    baselines[task] = {}
+    for method, score in scores.items():
+      if finite(score) is None:
+        raise InputError(
+            f'{task}/{method} of the baselines file {path} is not a number')
+      baselines[task][method] = finite(score)
+  return baselines
+
+
+def bin_index(steps, span, count):
+  """The bin of each step on the grid of width w = span / count: bin k holds
+  the steps k*w < s <= (k+1)*w, bin 0 also step 0.
+
+  Computed as ceil(s * count / span) - 1, which is exact for integer steps,
+  so a step on a bin's upper edge stays in that bin.
+  """
+  index = np.ceil(np.asarray(steps, dtype=float) * count / span) - 1
+  return np.maximum(index, 0).astype(np.int64)
+
+
+def bin_curve(runs, span, count):
+  """Rows (centre, mean, min, max, runs) of the bins holding points.
+
+  `runs` are lists of (step, value), binned by bin_index. Each run's points
+  in a bin are averaged; mean, min and max are over the runs with a point in
+  the bin, whose number is `runs`.
+  """
+  per_bin = collections.defaultdict(list)
+  for points in runs:
+    if not points:
+      continue
+    steps, values = np.asarray(points, dtype=float).T
+    bins, inverse = np.unique(
+        bin_index(steps, span, count), return_inverse=True)
+    sums, sizes = np.bincount(inverse, values), np.bincount(inverse)
+    for k, total, size in zip(bins, sums, sizes):
+      per_bin[int(k)].append(total / size)
+  return [
+      ((2 * k + 1) * span / (2 * count), float(np.mean(means)),
+       float(min(means)), float(max(means)), len(means))
+      for k, means in sorted(per_bin.items())]
+
+
+def pool(runs, reference, count=DEFAULT_BINS):
+  """Panels, one per task in the order the tasks first appear in `runs`.
+
+  `runs` are (task, label, points); runs of one task and label are pooled
+  into one curve. `reference` is read_reference's dict: its runs of the task
+  make one curve per method, labelled "METHOD (original)", placed first. All
+  curves of a task are binned with bin_index(steps, span, count), span being
+  the largest step of our runs of the task, else of its reference runs,
+  else `count` (bins of width 1).
+  """
+  groups = {}
+  for task, label, points in runs:
+    groups.setdefault(task, {}).setdefault(label, []).append(points)
+  panels = []
+  for task, ours in groups.items():
+    originals = {
+        f'{method} (original)': method_runs
+        for method, method_runs in reference.get(task, {}).items()}
+    largest = [
+        max((step for curve_runs in curves.values() for points in curve_runs
+             for step, _ in points), default=0.0)
+        for curves in (ours, originals)]
+    span = next((step for step in largest if step > 0), float(count))
+    curves = [
+        Curve(label, bin_curve(method_runs, span, count), True)
+        for label, method_runs in originals.items()]
+    curves += [
+        Curve(label, bin_curve(label_runs, span, count), False)
+        for label, label_runs in ours.items()]
+    panels.append(Panel(task, curves, bool(originals)))
+  return panels
+
+
+def draw(panels, baselines=None, columns=3):
+  """A matplotlib Figure (Agg canvas, dpi 100) with one panel per task.
+
+  Each curve is its mean line and a min-max band; each baseline of the task
+  ({task: {method: score}}) is a dashed horizontal line. A panel without an
+  original's curve says "no reference curve".
+  """
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  baselines = baselines or {}
+  columns = max(1, min(columns, len(panels)))
+  rows = max(1, math.ceil(len(panels) / columns))
+  figure = Figure(
+      figsize=(4.6 * columns, 3.4 * rows), dpi=100, layout='constrained')
+  FigureCanvasAgg(figure)
+  ours_labels = list(dict.fromkeys(
+      curve.label for panel in panels for curve in panel.curves
+      if not curve.original))
+  for index, panel in enumerate(panels):
+    axes = figure.add_subplot(rows, columns, index + 1)
+    originals = 0
+    for curve in panel.curves:
+      if curve.original:
+        color = ORIGINAL_COLORS[originals % len(ORIGINAL_COLORS)]
+        originals += 1
+      else:
+        color = OURS_COLORS[ours_labels.index(curve.label) % len(OURS_COLORS)]
+      if not curve.rows:
+        continue
+      steps, means, lows, highs, _ = (np.array(c) for c in zip(*curve.rows))
+      axes.fill_between(steps, lows, highs, color=color, alpha=0.2, lw=0)
+      axes.plot(
+          steps, means, color=color, label=curve.label, lw=1.5,
+          marker='o' if len(steps) == 1 else None)
+    scores = baselines.get(panel.task, {})
+    for number, (method, score) in enumerate(scores.items()):
+      axes.axhline(
+          score, color=BASELINE_COLORS[number % len(BASELINE_COLORS)],
+          linestyle='--', lw=1, label=method)
+    if not panel.has_reference:
+      axes.text(
+          0.5, 0.02, 'no reference curve', transform=axes.transAxes,
+          ha='center', va='bottom', color='0.35', style='italic')
+    axes.set_title(panel.task)
+    axes.set_xlabel('environment steps')
+    axes.set_ylabel('test return')
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize='small')
+  return figure
+
+
+def format_number(value):
+  """A CSV cell: integral values without a fraction, others in full."""
+  value = float(value)
+  return str(int(value)) if value.is_integer() else repr(value)
+
+
+def write_csv(panels, path):
+  """Writes the rows task,label,step,mean,min,max,runs of every curve."""
+  with open(path, 'w', newline='', encoding='utf-8') as file:
+    writer = csv.writer(file, lineterminator='\n')
+    writer.writerow(CSV_HEADER)
+    for panel in panels:
+      for curve in panel.curves:
+        for step, mean, low, high, runs in curve.rows:
+          writer.writerow([panel.task, curve.label] + [
+              format_number(x) for x in (step, mean, low, high)] + [runs])
+
+
+def positive_int(text):
+  """argparse type of --bins."""
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f'{text} is not a positive integer')
+  return value
+
+
+def make_parser():
+  """The command line; its --help ends with the binning rule."""
+  parser = argparse.ArgumentParser(
+      prog='plotting.py', description=__doc__.split('\n\n')[0],
+      epilog=BINNING, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument(
+      '--logdirs', nargs='+', required=True, metavar='RUN',
+      help='run folders holding metrics.jsonl')
+  parser.add_argument(
+      '--reference', required=True, metavar='PATH',
+      help="the original's scores: a JSON list of "
+           '{"task", "method", "seed", "xs", "ys"}')
+  parser.add_argument(
+      '--baselines', metavar='PATH',
+      help='final scores of other methods: {task: {method: score}}, drawn '
+           'as dashed lines')
+  parser.add_argument(
+      '--output', required=True, metavar='PATH', help='the file to write')
+  parser.add_argument(
+      '--format', choices=('png', 'csv'), default='png',
+      help='what to write (not taken from the suffix of --output); '
+           'default png')
+  parser.add_argument(
+      '--bins', type=positive_int, default=DEFAULT_BINS, metavar='N',
+      help=f'bins over the steps of our runs of a task (default '
+           f'{DEFAULT_BINS}); see below')
+  parser.add_argument(
+      '--label', nargs='+', metavar='NAME',
+      help='legend name: one per logdir, or one for all (default "ours"); '
+           'runs of one task and label are pooled')
+  parser.add_argument(
+      '--tasks', nargs='+', metavar='TASK',
+      help='task of each logdir, or one for all, instead of config.json or '
+           'the folder name')
+  return parser
+
+
+def per_logdir(values, count, flag, parser):
+  """`values` given once per logdir or once for all, as a list of `count`."""
+  if len(values) == 1:
+    return values * count
+  if len(values) != count:
+    parser.error(
+        f'{flag} takes one value or one per logdir ({count}), '
+        f'not {len(values)}')
+  return values
+
+
+def read_runs(logdirs, labels, tasks):
+  """([(task, label, points)], points read, lines skipped); warns on stderr
+  once per file with malformed lines or without test returns."""
+  runs, total, skipped = [], 0, 0
+  for logdir, label, task in zip(logdirs, labels, tasks):
+    found, points, skip = read_run(logdir)
+    task = task or found
+    if task is None:
+      raise InputError(
+          f'cannot tell the task of {logdir} (no config.json with "task" and '
+          'no dmc_*/atari_* folder in its path): pass --tasks')
+    problems = []
+    if skip:
+      problems.append(f'skipped {skip} malformed line{"s" * (skip != 1)}')
+    if not points:
+      problems.append('no test returns')
+    if problems:
+      path = pathlib.Path(logdir) / 'metrics.jsonl'
+      print(f'warning: {"; ".join(problems)} in {path}', file=sys.stderr)
+    if points:
+      runs.append((task, label, points))
+    total += len(points)
+    skipped += skip
+  if not total:
+    raise InputError('no test returns (test/return lines) in ' + ', '.join(
+        str(logdir) for logdir in logdirs))
+  return runs, total, skipped
+
+
+def main(argv=None):
+  parser = make_parser()
+  args = parser.parse_args(argv)
+  given = len(args.logdirs)
+  labels = per_logdir(args.label or ['ours'], given, '--label', parser)
+  tasks = per_logdir(args.tasks or [None], given, '--tasks', parser)
+  try:
+    runs, total, skipped = read_runs(args.logdirs, labels, tasks)
+    reference = read_reference(args.reference)
+    baselines = read_baselines(args.baselines) if args.baselines else {}
+    panels = pool(runs, reference, args.bins)
+    for panel in panels:
+      if not panel.has_reference:
+        print(f'{panel.task}: no reference curve in {args.reference}, '
+              'drawing ours alone')
+    if args.format == 'csv':
+      write_csv(panels, args.output)
+    else:
+      draw(panels, baselines).savefig(args.output, format='png')
+  except InputError as error:
+    print(f'{parser.prog}: error: {error}', file=sys.stderr)
+    raise SystemExit(2) from None
+  except OSError as error:
+    print(f'{parser.prog}: error: cannot write {args.output}: '
+          f'{error.strerror or error}', file=sys.stderr)
+    raise SystemExit(2) from None
+  with_reference = sum(panel.has_reference for panel in panels)
+  print(
+      f'{given} runs, {len(panels)} tasks, {total} test returns read '
+      f'({skipped} malformed lines skipped); reference curves for '
+      f'{with_reference} of {len(panels)} tasks; wrote {args.format} to '
+      f'{args.output}')
+
+
+if __name__ == '__main__':
+  main()
