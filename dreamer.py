@@ -10,10 +10,15 @@ never load TensorFlow (see wrappers.py).
 import argparse
 import functools
 import json
+import math
 import os
 import pathlib
 import pickle
+import re
+import shlex
+import signal
 import sys
+import threading
 import time
 import types
 
@@ -42,7 +47,8 @@ CONFIGS = {
 
 def defaults():
   """Every config key with its default: the original's, plus `configs`,
-  `jit` and `latent_noise` (README, "Differences from the original")."""
+  `jit`, `latent_noise` and `replay_memory` (GB of episodes kept in RAM,
+  0: half the machine's; README, "Differences from the original")."""
   return dict(
       configs=[],
       # General.
@@ -60,7 +66,7 @@ def defaults():
       # Training.
       batch_size=50, batch_length=50, train_every=1000, train_steps=100,
       pretrain=100, model_lr=6e-4, value_lr=8e-5, actor_lr=8e-5,
-      grad_clip=100.0, dataset_balance=False,
+      grad_clip=100.0, dataset_balance=False, replay_memory=0.0,
       # Behavior.
       discount=0.99, disclam=0.95, horizon=15, action_dist='tanh_normal',
       action_init_std=5.0, expl='additive_gaussian', expl_amount=0.3,
@@ -86,18 +92,79 @@ def make_config(**overrides):
   return types.SimpleNamespace(**config)
 
 
+# Allowed ranges of numeric keys: (lowest, highest or None), ends included.
+RANGES = {
+    **{key: (1, None) for key in (
+        'steps', 'eval_every', 'envs', 'action_repeat', 'time_limit',
+        'deter_size', 'stoch_size', 'num_units', 'cnn_depth', 'batch_size',
+        'train_steps', 'horizon')},
+    **{key: (0, None) for key in (
+        'log_every', 'prefill', 'train_every', 'pretrain', 'eval_noise',
+        'free_nats', 'kl_scale', 'pcont_scale', 'model_lr', 'value_lr',
+        'actor_lr', 'grad_clip', 'expl_amount', 'expl_decay', 'expl_min',
+        'replay_memory')},
+    'batch_length': (2, None),
+    'weight_decay': (0, 1),
+    'discount': (0, 1),
+    'disclam': (0, 1),
+    'action_init_std': (1e-6, None),
+}
+# Keys a resumed run must share with the run that wrote the logdir.
+RESUME_KEYS = (
+    'task', 'action_repeat', 'cnn_depth', 'deter_size', 'stoch_size',
+    'num_units', 'pcont', 'action_dist')
+
+
 def check_config(config):
+  """ValueError naming the first key whose value is not allowed."""
   for key, allowed in CHOICES.items():
     if str(config[key]) not in allowed:
       raise ValueError(
           f'--{key} {config[key]!r} is not allowed; choose one of: '
           f'{", ".join(allowed)}')
-  for key in ('steps', 'envs', 'action_repeat', 'batch_size', 'batch_length',
-              'horizon', 'train_steps', 'time_limit'):
-    if config[key] < 1:
-      raise ValueError(f'--{key} must be at least 1, got {config[key]}')
-  if config['batch_length'] < 2:
-    raise ValueError('--batch_length must be at least 2')
+  for key, (low, high) in RANGES.items():
+    value = config[key]
+    if not (math.isfinite(value) and value >= low and (
+        high is None or value <= high)):
+      allowed = f'at least {low}' if high is None else f'in [{low}, {high}]'
+      raise ValueError(f'--{key} must be {allowed}, got {value}')
+  episode = -(-config['time_limit'] // config['action_repeat'])
+  if config['batch_length'] > episode:
+    raise ValueError(
+        f'--batch_length {config["batch_length"]} is longer than an episode '
+        f'can give: episodes have time_limit / action_repeat = {episode} '
+        f'steps, so batch_length must be at most {episode}')
+  try:
+    re.compile(config['weight_decay_pattern'])
+  except re.error as error:
+    raise ValueError(
+        f'--weight_decay_pattern {config["weight_decay_pattern"]!r} is not '
+        f'a regular expression: {error}')
+
+
+def check_logdir(config, previous=None):
+  """ValueError if the logdir cannot be written, or if `previous`, the
+  config saved there, differs in a key that breaks resuming."""
+  try:
+    config.logdir.mkdir(parents=True, exist_ok=True)
+    probe = config.logdir / '.write-test'
+    probe.write_text('')
+    probe.unlink()
+  except OSError as error:
+    raise ValueError(
+        f'cannot write to --logdir {config.logdir}: {error.strerror}')
+  if previous is None:
+    return
+  now = config_dict(config)
+  changed = [key for key in RESUME_KEYS
+             if key in previous and previous[key] != now[key]]
+  if changed:
+    diffs = ', '.join(
+        f'{key} {previous[key]!r} there, {now[key]!r} now' for key in changed)
+    raise ValueError(
+        f'--logdir {config.logdir} holds a run with another config ({diffs}), '
+        f'which it cannot resume; pass the same values to resume it, or '
+        f'another --logdir to start fresh')
 
 
 def _parser_type(default):
@@ -110,29 +177,45 @@ def _parser_type(default):
     return parse_bool
   if isinstance(default, int):
     def parse_int(text):
-      value = float(text)
-      if value != int(value):
-        raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}')
-      return int(value)
+      try:
+        value = float(text)
+        if value == int(value):
+          return int(value)
+      except (ValueError, OverflowError):
+        pass
+      raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}')
     return parse_int
   if isinstance(default, pathlib.Path):
     return lambda text: pathlib.Path(text).expanduser()
   return type(default)
 
 
+def fail(message):
+  """Ends the program with one line naming the problem, and exit code 2."""
+  print(f'dreamer.py: error: {message}', file=sys.stderr, flush=True)
+  raise SystemExit(2)
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse whose errors are one line (see `fail`), without the usage."""
+
+  def error(self, message):
+    fail(f'{message} (python dreamer.py --help lists the flags)')
+
+
 def parse_args(argv=None):
-  """Parses `--key value` flags; unknown flags and bad values exit with usage.
+  """Parses `--key value` flags; unknown flags and bad values `fail`.
 
   `--configs NAME ...` first overlays named configs on the defaults; the
   other flags then override single keys.
   """
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
       description='Dreamer on DeepMind Control from pixels.',
       allow_abbrev=False)
   parser.add_argument(
       '--configs', nargs='+', default=[], metavar='NAME',
       help=f'named overlays of the defaults: {", ".join(CONFIGS)}')
-  first = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  first = _Parser(add_help=False, allow_abbrev=False)
   first.add_argument('--configs', nargs='+', default=[])
   names = first.parse_known_args(argv)[0].configs
   try:
@@ -216,6 +299,9 @@ def setup_tensorflow(config):
   return bool(gpus)
 
 
+ENV_TIMEOUT = 300  # Seconds an environment worker may take to answer.
+
+
 def make_envs(config, callbacks, mode):
   import wrappers
   seed = config.seed + (0 if mode == 'train' else 10_000)
@@ -223,7 +309,7 @@ def make_envs(config, callbacks, mode):
       wrappers.make_async_env(
           config.task, config.action_repeat, config.time_limit,
           callbacks=[functools.partial(callbacks, mode)],
-          strategy=config.parallel, seed=seed + index)
+          strategy=config.parallel, seed=seed + index, timeout=ENV_TIMEOUT)
       for index in range(config.envs)]
 
 
@@ -276,10 +362,35 @@ def explore(action, amount, kind, rng):
   raise ValueError(f'unknown expl {kind!r}; allowed: {", ".join(CHOICES["expl"])}')
 
 
-class Agent:
-  """The acting policy, which also trains on schedule (Algorithm 1)."""
+class StopRequested(Exception):
+  """SIGINT or SIGTERM asked the run to stop; raised at a safe point."""
 
-  def __init__(self, config, model, batches, logger, step, progress, rng):
+
+class NonFiniteError(Exception):
+  """An optimizer's gradients stayed non-finite for NONFINITE_LIMIT updates."""
+
+
+STOP = threading.Event()
+NONFINITE_LIMIT = 100
+
+
+def _request_stop(signum, frame):
+  if STOP.is_set() and signum == signal.SIGINT:
+    raise KeyboardInterrupt
+  STOP.set()
+  print(f'\n{signal.Signals(signum).name}: stopping after the current '
+        f'update or environment step (Ctrl-C again stops at once).',
+        flush=True)
+
+
+class Agent:
+  """The acting policy, which also trains on schedule (Algorithm 1).
+
+  `save()`, if given, writes a checkpoint after every training burst.
+  """
+
+  def __init__(self, config, model, batches, logger, step, progress, rng,
+               save=None):
     import tools
     self._c = config
     self._model = model
@@ -295,6 +406,8 @@ class Agent:
     self._should_log = tools.Every(config.log_every)
     self._should_pretrain = tools.Once()
     self._metrics = tools.Means()
+    self._save = save
+    self._nonfinite = {}  # Optimizer name: non-finite updates in a row.
 
   def __call__(self, obs, reset, state=None, training=True):
     if state is None:
@@ -317,9 +430,12 @@ class Agent:
   def train(self, count=None):
     """The updates due now: pretrain or train_steps, or the rest of a burst
     a stop cut short, or `count`. Metrics are averaged over every update
-    since the last write, as the original's running means are."""
-    log = count is None and self._should_log(self.step)
-    if count is None:
+    since the last write, as the original's running means are. Raises
+    StopRequested after the update during which a stop was asked for, and
+    NonFiniteError when an optimizer skipped NONFINITE_LIMIT in a row."""
+    burst = count is None
+    log = burst and self._should_log(self.step)
+    if burst:
       if not self._pending:
         self._pending = (
             self._c.pretrain if self._should_pretrain()
@@ -329,9 +445,9 @@ class Agent:
     last = time.time()
     for index in range(count):
       data = next(self._batches)
-      metrics = self._model.train(data)
+      metrics = {k: float(v) for k, v in self._model.train(data).items()}
       if self._c.log_scalars:
-        self._metrics.add({k: float(v) for k, v in metrics.items()})
+        self._metrics.add(metrics)
       if log and index == 0 and self._c.log_images:
         self._logger.video('openl', self._model.openl(data).numpy())
       # Counted together, so a checkpoint taken mid-burst stays consistent.
@@ -341,11 +457,27 @@ class Agent:
       self.train_seconds += now - last
       last = now
       self._progress.update(self.step, self.updates, self.train_seconds)
+      self._check_finite(metrics)
+      if STOP.is_set():
+        raise StopRequested()
     if log:
       for name, value in self._metrics.result().items():
         self._logger.scalar(name, value)
       self._logger.write(self.step, fps=True, prefix='agent')
     self.train_seconds += time.time() - last
+    if burst and self._save:
+      self._save()
+
+  def _check_finite(self, metrics):
+    for name in ('model', 'actor', 'value'):
+      skipped = metrics.get(f'{name}_nonfinite', 0.0) > 0
+      self._nonfinite[name] = self._nonfinite.get(name, 0) + 1 if skipped else 0
+      if self._nonfinite[name] >= NONFINITE_LIMIT:
+        raise NonFiniteError(
+            f'the {name} loss had non-finite gradients in the last '
+            f'{NONFINITE_LIMIT} updates in a row (each was skipped); the run '
+            f'stops and keeps its last checkpoint. Look for NaN or inf in '
+            f'the episodes (rewards) or lower --{name}_lr.')
 
   def _expl_amount(self):
     import tools
@@ -402,6 +534,7 @@ class Progress:
     self.test_return = None
     self.collect_steps = 0
     self.collect_seconds = 0.0
+    self.replay = None  # Returns the bytes the replay cache holds.
     self._mark = None
 
   def collected(self, steps, seconds):
@@ -444,7 +577,20 @@ class Progress:
         f'[progress] step {step:,}/{self._total:,} | {rate:.1f} steps/s '
         f'overall, {collect:.1f} collecting | updates {updates:,} '
         f'({per_update:.2f} s each) | return train {fmt(self.train_return)} '
-        f'test {fmt(self.test_return)} | left {_duration(left)}')
+        f'test {fmt(self.test_return)} | {_memory(self.replay)}left '
+        f'{_duration(left)}')
+
+
+def _memory(replay):
+  """'memory X GB (replay Y GB) | ': the process's resident size and
+  `replay()`, the replay cache's."""
+  try:
+    status = pathlib.Path('/proc/self/status').read_text()
+    rss = int(re.search(r'VmRSS:\s+(\d+) kB', status).group(1)) * 1024
+  except (OSError, AttributeError):
+    return ''
+  replay = '' if replay is None else f' (replay {replay() / 2 ** 30:.1f} GB)'
+  return f'memory {rss / 2 ** 30:.1f} GB{replay} | '
 
 
 def _duration(seconds):
@@ -457,27 +603,42 @@ def _duration(seconds):
 # --- Checkpoints ------------------------------------------------------------
 
 def save_checkpoint(path, model, agent, sampler):
+  """Writes the checkpoint atomically; the one it replaces stays as
+  `variables.pkl.prev` until the new one is complete."""
+  import tools
   state = {
-      'version': 1, 'model': model.get_state(), 'agent': agent.get_state(),
+      'version': 2, 'model': model.get_state(), 'agent': agent.get_state(),
       'sampler': sampler.get_state()}
-  tmp = path.with_name(path.name + '.tmp')
-  with tmp.open('wb') as file:
-    pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
-  os.replace(tmp, path)
+  tools.save_pickle(path, state)
 
 
 def load_checkpoint(path, model, agent, sampler):
-  try:
-    with path.open('rb') as file:
-      state = pickle.load(file)
-    model.set_state(state['model'])
-    agent.set_state(state['agent'])
-    sampler.set_state(state['sampler'])
-  except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as e:
-    raise SystemExit(
-        f'cannot resume from {path}: {e!r}. It belongs to a different config '
-        f'or an older version of this code, or is damaged; use another '
-        f'--logdir or move the file away.')
+  """Restores the newest checkpoint that loads and fits, else the previous
+  one with a warning; `fail`s if neither does."""
+  import tools
+  problems = []
+  for candidate in (path, tools.previous_path(path)):
+    if not candidate.exists():
+      continue
+    try:
+      with candidate.open('rb') as file:
+        state = pickle.load(file)
+      model.set_state(state['model'])
+      agent.set_state(state['agent'])
+      sampler.set_state(state['sampler'])
+    except Exception as error:  # Damaged files fail in many ways.
+      problems.append(f'{candidate.name}: {error!r}'[:300])
+      print(f'Warning: cannot resume from {candidate}: {problems[-1]}',
+            flush=True)
+      continue
+    if candidate != path:
+      print(f'Warning: resumed from the previous checkpoint {candidate}.',
+            flush=True)
+    return candidate
+  fail(f'cannot resume from the checkpoints in {path.parent} '
+       f'({"; ".join(problems)}): they belong to another config or an older '
+       f'version of this code, or are damaged; use another --logdir or move '
+       f'them away')
 
 
 # --- Main -------------------------------------------------------------------
@@ -488,10 +649,10 @@ def main(argv=None):
   config = parse_args(argv)
   import wrappers
   try:
-    wrappers.check_task(config.task)
+    wrappers.check_task(config.task, known=True)
+    check_logdir(config, saved_config(config.logdir))
   except ValueError as error:
-    raise SystemExit(f'error: {error}')
-  config.logdir.mkdir(parents=True, exist_ok=True)
+    fail(error)
   has_gpu = setup_tensorflow(config)
   precision, note = resolve_precision(config.precision, has_gpu, cpu_has_bf16())
   print(json.dumps(config_dict(config), indent=2))
@@ -501,20 +662,46 @@ def main(argv=None):
   config.precision = precision
   (config.logdir / 'config.json').write_text(
       json.dumps(config_dict(config), indent=2) + '\n')
-  run(config)
+  command = ' '.join(
+      ['python dreamer.py'] + [shlex.quote(arg) for arg in (
+          sys.argv[1:] if argv is None else argv)])
+  return run(config, command)
 
 
-def run(config):
+def saved_config(logdir):
+  """The config a previous run saved in `logdir`, or None."""
+  try:
+    return json.loads((logdir / 'config.json').read_text())
+  except (OSError, ValueError):
+    return None
+
+
+def run(config, command='python dreamer.py'):
+  """Algorithm 1 until `config.steps`; returns the exit code.
+
+  SIGINT and SIGTERM stop it at the next update or environment step, with
+  the checkpoint saved (0); a failed environment worker saves and returns
+  1; persistently non-finite gradients return 1 keeping the checkpoint.
+  """
   import models
   import tools
+  import wrappers
   datadir = config.logdir / 'episodes'
+  removed = tools.remove_temporary_files(config.logdir)
+  if removed:
+    print(f'Removed {len(removed)} unfinished files of a killed run: '
+          f'{", ".join(path.name for path in removed)}', flush=True)
   logger = tools.Logger(config.logdir)
   step = tools.count_steps(datadir, config.action_repeat)
+  if not step and not config.prefill:
+    fail(f'no episodes in {datadir} and --prefill 0: nothing to train on')
   progress = Progress(
       config.steps, step, config.train_steps / config.train_every)
   pending = []
-  train_envs = make_envs(config, lambda mode, ep: pending.append((mode, ep)), 'train')
-  test_envs = make_envs(config, lambda mode, ep: pending.append((mode, ep)), 'test')
+  collect = lambda mode, episode: pending.append((mode, episode))
+  train_envs = make_envs(config, collect, 'train')
+  test_envs = make_envs(config, collect, 'test')
+  agent = sampler = None
 
   def on_step():
     while pending:
@@ -523,8 +710,14 @@ def run(config):
     if agent:
       progress.track(agent.step, agent.train_seconds)
       progress.update(agent.step, agent.updates, agent.train_seconds)
+    if STOP.is_set():
+      raise StopRequested()
 
-  agent = None
+  checkpoint = config.logdir / 'variables.pkl'
+  save = lambda: save_checkpoint(checkpoint, model, agent, sampler)
+  handlers = {sig: signal.signal(sig, _request_stop)
+              for sig in (signal.SIGINT, signal.SIGTERM)}
+  STOP.clear()
   try:
     act_space = train_envs[0].act_space
     prefill = max(0, config.prefill - step)
@@ -545,11 +738,12 @@ def run(config):
     model = models.Dreamer(config, act_space.shape[0])
     sampler = tools.EpisodeSampler(
         datadir, config.batch_length, config.dataset_balance,
-        rescan=config.train_steps, seed=config.seed)
+        rescan=config.train_steps, seed=config.seed,
+        memory=replay_bytes(config.replay_memory))
+    progress.replay = sampler.memory
     agent = Agent(config, model, tools.batches(sampler, config.batch_size),
-                  logger, step, progress, rng)
-    checkpoint = config.logdir / 'variables.pkl'
-    if checkpoint.exists():
+                  logger, step, progress, rng, save)
+    if checkpoint.exists() or tools.previous_path(checkpoint).exists():
       print('Load checkpoint.', flush=True)
       load_checkpoint(checkpoint, model, agent, sampler)
     else:
@@ -569,19 +763,42 @@ def run(config):
                        state=state, on_step=on_step)
       on_step()
       step = tools.count_steps(datadir, config.action_repeat)
-      save_checkpoint(checkpoint, model, agent, sampler)
+      save()
       progress.update(
           agent.step, agent.updates, agent.train_seconds, force=True)
-  except KeyboardInterrupt:
+    return 0
+  except (StopRequested, KeyboardInterrupt):
+    saved = 'episodes are saved'
     if agent is not None:
-      save_checkpoint(config.logdir / 'variables.pkl', model, agent, sampler)
-    raise SystemExit(
-        'Interrupted. Episodes and the checkpoint are saved; run the same '
-        'command to resume.')
+      save()
+      saved = 'episodes and the checkpoint are saved'
+    print(f'Stopped: {saved}. Resume with:\n  {command}', flush=True)
+    return 0
+  except wrappers.WorkerError as error:
+    if agent is not None:
+      save()
+    print(f'error: {error}\nThe checkpoint is saved; once the environment '
+          f'works, resume with:\n  {command}', file=sys.stderr, flush=True)
+    return 1
+  except NonFiniteError as error:
+    print(f'error: {error}', file=sys.stderr, flush=True)
+    return 1
   finally:
+    for sig, handler in handlers.items():
+      signal.signal(sig, handler)
     for env in train_envs + test_envs:
       env.close()
     logger.close()
+
+
+def replay_bytes(gigabytes):
+  """The replay cache budget in bytes: `gigabytes`, or half of the RAM if 0."""
+  if gigabytes:
+    return int(gigabytes * 2 ** 30)
+  try:
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2
+  except (ValueError, OSError):
+    return 8 * 2 ** 30
 
 
 def finish_episode(config, datadir, logger, progress, mode, episode):
@@ -605,4 +822,4 @@ def finish_episode(config, datadir, logger, progress, mode, episode):
 
 
 if __name__ == '__main__':
-  main(sys.argv[1:])
+  sys.exit(main(sys.argv[1:]))

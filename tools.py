@@ -9,6 +9,7 @@ that environment worker processes can import this module too.
 import json
 import os
 import pathlib
+import pickle
 import re
 import time
 import uuid
@@ -209,12 +210,47 @@ def save_episode(directory, episode):
   return path
 
 
-def _write_atomic(path, write):
-  """Calls `write(file)` on a temporary file, then renames it to `path`."""
+def previous_path(path):
+  """Where `save_pickle` keeps the file it replaces: PATH.prev."""
+  path = pathlib.Path(path)
+  return path.with_name(path.name + '.prev')
+
+
+def save_pickle(path, state):
+  """Pickles `state` to `path` atomically and durably; the file it replaces
+  stays as `previous_path(path)` until the new one is complete."""
+
+  def write(file):
+    pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
+    file.flush()
+    os.fsync(file.fileno())
+
+  _write_atomic(pathlib.Path(path), write, keep_previous=True)
+
+
+def remove_temporary_files(logdir):
+  """Deletes the `.NAME.tmp` files a killed run left in `logdir` and its
+  episodes folder; returns their paths. Readers never look at them."""
+  removed = []
+  for folder in (pathlib.Path(logdir), pathlib.Path(logdir) / 'episodes'):
+    if folder.is_dir():
+      for path in folder.glob('.*.tmp'):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+  return removed
+
+
+def _write_atomic(path, write, keep_previous=False):
+  """Calls `write(file)` on a temporary file, then renames it to `path`;
+  with `keep_previous`, a file already at `path` stays as PATH.prev."""
   temp = path.with_name(f'.{path.name}.tmp')
   try:
     with open(temp, 'wb') as file:
       write(file)
+    if keep_previous and path.exists():
+      previous = previous_path(path)
+      previous.unlink(missing_ok=True)
+      os.link(path, previous)
     os.replace(temp, path)
   except BaseException:
     temp.unlink(missing_ok=True)
@@ -254,18 +290,24 @@ class EpisodeSampler:
   The folder is rescanned every `rescan` samples (never, if falsy) and
   whenever no usable episode is cached; if none is usable after a rescan, a
   RuntimeError is raised (the caller prefills first). Unreadable
-  files are reported once and skipped. Given the seed, the files and the
-  state, the stream is deterministic; `get_state`/`set_state` resume it.
+  files are reported once and skipped, never deleted. Episodes stay in
+  memory up to `memory` bytes (unbounded if None); past that, the oldest are
+  read from disk each time they are picked, which changes no draw. Given
+  the seed, the files and the state, the stream is deterministic;
+  `get_state`/`set_state` resume it.
   """
 
-  def __init__(self, directory, length, balance=False, rescan=100, seed=None):
+  def __init__(self, directory, length, balance=False, rescan=100, seed=None,
+               memory=None):
     self._directory = pathlib.Path(directory).expanduser()
     self._length = int(length)
     self._balance = balance
     self._rescan = rescan
     self._rng = np.random.default_rng(seed)
     self._count = 0
-    self._cache = {}  # File name: episode, or None when unreadable.
+    self._budget = memory
+    # File name: episode, None when unreadable, or _ON_DISK past the budget.
+    self._cache = {}
     self._usable = []  # Sorted names of the episodes longer than `length`.
 
   def __iter__(self):
@@ -281,18 +323,26 @@ class EpisodeSampler:
           f'steps ({len(self._cache)} episode files).')
     self._count += 1
     name = self._usable[self._rng.integers(len(self._usable))]
-    episode = self._cache[name]
-    total = len(episode['reward'])
+    total = episode_length(name)
     if self._balance:
       start = min(int(self._rng.integers(total)), total - self._length)
     else:
       start = int(self._rng.integers(total - self._length))
+    episode = self._cache[name]
+    if episode is _ON_DISK:
+      episode = self._load(self._directory / name)
+      if episode is None:  # Damaged since it was first read.
+        self._cache[name] = None
+        self._usable.remove(name)
+        self._count -= 1
+        return next(self)
     return {
         key: value[start: start + self._length]
         for key, value in episode.items()}
 
   def scan(self):
-    """Loads new episode files and forgets the ones that are gone."""
+    """Loads new episode files and forgets the ones that are gone; keeps
+    the newest in memory within the budget."""
     paths = list_episodes(self._directory)
     names = {path.name for path in paths}
     for name in set(self._cache) - names:
@@ -300,13 +350,33 @@ class EpisodeSampler:
     for path in paths:
       if path.name not in self._cache:
         self._cache[path.name] = self._load(path)
+    self._evict()
     self._usable = sorted(
         name for name, episode in self._cache.items()
-        if episode is not None and len(episode['reward']) > self._length)
+        if episode is not None and episode_length(name) > self._length)
+
+  def memory(self):
+    """Bytes of the episodes held in memory."""
+    return sum(_nbytes(episode) for episode in self._cache.values())
+
+  def _evict(self):
+    if self._budget is None:
+      return
+    held = self.memory()
+    for name in sorted(self._cache):  # Oldest first: names start with time.
+      if held <= self._budget:
+        break
+      if isinstance(self._cache[name], dict):
+        held -= _nbytes(self._cache[name])
+        self._cache[name] = _ON_DISK
 
   def _load(self, path):
     try:
       episode = load_episode(path)
+      if len(episode['reward']) != episode_length(path):
+        raise ValueError(
+            f'unreadable episode file {path}: {len(episode["reward"])} steps, '
+            f'its name says {episode_length(path)}')
     except ValueError as error:
       print(f'Skipping episode: {error}', flush=True)
       return None
@@ -323,9 +393,17 @@ class EpisodeSampler:
     self._count = state['count']
 
 
-def sample_episodes(directory, length, balance=False, rescan=100, seed=None):
+_ON_DISK = 'on disk'
+
+
+def _nbytes(episode):
+  return sum(v.nbytes for v in episode.values()) if isinstance(episode, dict) else 0
+
+
+def sample_episodes(directory, length, balance=False, rescan=100, seed=None,
+                    memory=None):
   """An EpisodeSampler: an infinite iterator of sequence dicts (see there)."""
-  return EpisodeSampler(directory, length, balance, rescan, seed)
+  return EpisodeSampler(directory, length, balance, rescan, seed, memory)
 
 
 def batches(sampler, batch_size):

@@ -37,6 +37,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 import types
 import weakref
@@ -56,8 +57,12 @@ class Space(collections.namedtuple('Space', 'shape dtype low high')):
     return rng.uniform(self.low, self.high, self.shape).astype(self.dtype)
 
 
-def check_task(task):
-  """Returns (suite, name) of 'SUITE_NAME' without importing dm_control."""
+def check_task(task, known=False):
+  """Returns (suite, name) of 'SUITE_NAME' without importing dm_control.
+
+  With `known`, also checks that dm_control has the task, asking a spawned
+  process (a second or two), and lists the valid ones if not.
+  """
   suite, _, name = task.partition('_')
   if suite == 'atari':
     raise ValueError(
@@ -72,6 +77,10 @@ def check_task(task):
   if not domain or not rest:
     raise ValueError(
         f"task '{task}' must look like dmc_DOMAIN_TASK, e.g. dmc_walker_walk")
+  if known:
+    context = multiprocessing.get_context('spawn')
+    with _main_module_hidden(), context.Pool(1) as pool:
+      pool.apply(_dmc_domain_task, (name,))
   return suite, name
 
 
@@ -86,12 +95,12 @@ def make_env(task, action_repeat, time_limit, size=(64, 64), seed=0):
 
 def make_async_env(
     task, action_repeat, time_limit, callbacks=(), strategy='none',
-    size=(64, 64), seed=0):
+    size=(64, 64), seed=0, timeout=None):
   """Worker running `make_env`, wrapped by Collect and RewardObs here."""
   check_task(task)
   ctor = functools.partial(
       make_env, task, action_repeat, time_limit, size=size, seed=seed)
-  return RewardObs(Collect(Async(ctor, strategy), callbacks))
+  return RewardObs(Collect(Async(ctor, strategy, timeout), callbacks))
 
 
 class DeepMindControl:
@@ -154,8 +163,12 @@ class DeepMindControl:
     return obs
 
 
-def _dmc_domain_task(name, all_tasks):
+def _dmc_domain_task(name, all_tasks=None):
   """Resolves 'walker_walk', 'cup_catch' or 'point_mass_easy'."""
+  if all_tasks is None:
+    os.environ.setdefault('MUJOCO_GL', 'egl')
+    from dm_control import suite
+    all_tasks = suite.ALL_TASKS
   known = {f'{domain}_{task}': (domain, task) for domain, task in all_tasks}
   if name.startswith('cup_'):
     name = 'ball_in_' + name
@@ -375,17 +388,23 @@ def _check_strategy(strategy):
         + ', '.join(STRATEGIES))
 
 
+class WorkerError(RuntimeError):
+  """An environment worker failed, died or stopped answering."""
+
+
 class Async:
   """Proxy of an environment that runs in a spawned worker process.
 
   `ctor` builds the environment in the worker; it must be picklable and
   importable there (a module-level function or a functools.partial of one,
   not something defined in the main script: the worker does not run it).
+  A worker that raises, dies or takes longer than `timeout` seconds to
+  answer (it is then killed) raises WorkerError here, with its traceback.
   """
 
   nonblocking = True
 
-  def __init__(self, ctor, strategy='process'):
+  def __init__(self, ctor, strategy='process', timeout=None):
     _check_strategy(strategy)
     self.strategy = strategy
     context = multiprocessing.get_context('spawn')
@@ -402,6 +421,7 @@ class Async:
           'module-level function or a functools.partial of one') from error
     finally:
       child_conn.close()
+    self._timeout = timeout
     self._lock = threading.Lock()
     self._next_id = 0
     self._results = {}
@@ -449,7 +469,7 @@ class Async:
       self._next_id += 1
       try:
         self._conn.send((request_id, kind, name, args, kwargs))
-      except (BrokenPipeError, ConnectionResetError):
+      except (BrokenPipeError, ConnectionResetError, OSError):
         self._died()
     promise = _once(functools.partial(self._receive, request_id))
     return promise() if blocking else promise
@@ -463,32 +483,46 @@ class Async:
       return self._results.pop(request_id)
 
   def _read(self):
+    waited, last = 0.0, time.monotonic()
     try:
       while not self._conn.poll(0.5):
         if not self._process.is_alive():
           self._died()
+        now = time.monotonic()
+        # A longer gap means this process was suspended (Ctrl-Z), not that
+        # the worker is slow.
+        waited += min(now - last, 5.0)
+        last = now
+        if self._timeout and waited > self._timeout:
+          self._process.kill()
+          self._fail(
+              f'environment worker {self.pid} did not answer within '
+              f'{self._timeout:g} s and was killed')
       message = self._conn.recv()
     except (EOFError, ConnectionResetError):
       self._died()
     if message[0] == 'error':
       lines = message[1].strip().splitlines()
-      self._error = (
+      self._fail(
           f'environment worker failed: {lines[-1]}\n'
           f'worker traceback:\n{message[1]}')
-      raise RuntimeError(self._error)
     return message[1:]
 
   def _check_usable(self):
     if self._error:
-      raise RuntimeError(self._error)
+      raise WorkerError(self._error)
     if not self._finalizer.alive:
-      raise RuntimeError('environment worker was closed')
+      raise WorkerError('environment worker was closed')
 
   def _died(self):
     self._process.join(1)
-    self._error = (
-        f'environment worker died with exit code {self._process.exitcode}')
-    raise RuntimeError(self._error)
+    self._fail(
+        f'environment worker {self.pid} died with exit code '
+        f'{self._process.exitcode}')
+
+  def _fail(self, message):
+    self._error = message
+    raise WorkerError(message)
 
 
 @contextlib.contextmanager

@@ -34,11 +34,6 @@ def test_bad_flags_exit_with_a_clear_message(argv, message, capsys):
   assert message in capsys.readouterr().err
 
 
-def test_unknown_task_is_one_line(tmp_path):
-  with pytest.raises(SystemExit, match='dmc_'):
-    dreamer.main(['--logdir', str(tmp_path), '--task', 'gym_cartpole'])
-
-
 def test_every_default_is_a_flag():
   flags = vars(dreamer.parse_args(['--logdir', 'x']))
   assert set(flags) == set(dreamer.defaults())

@@ -1,6 +1,7 @@
 """The Logger: metrics.jsonl, TensorBoard events and GIF videos."""
 
 import json
+import re
 
 import imageio.v3 as iio
 import numpy as np
@@ -77,11 +78,13 @@ def test_progress_line_estimates_time_left_from_the_schedule():
   progress = dreamer.Progress(10_000, 0, updates_per_step=0.1)
   progress.collected(1000, 10.0)  # 100 env steps/s while collecting.
   progress.train_return, progress.test_return = 12.5, None
+  progress.replay = lambda: 3 * 2 ** 29
   line = progress.line(1000, 100, 200.0, progress._start + 210.0)
   # 9,000 steps left: 90 s collecting + 900 updates at 2 s = 1,890 s.
-  assert line == (
+  assert re.fullmatch(re.escape(
       '[progress] step 1,000/10,000 | 4.8 steps/s overall, 100.0 collecting '
-      '| updates 100 (2.00 s each) | return train 12.5 test - | left 0h31m')
+      '| updates 100 (2.00 s each) | return train 12.5 test - | memory ')
+      + r'\d+\.\d GB \(replay 1\.5 GB\) \| left 0h31m', line), line
 
 
 def test_progress_tracks_collection_time_without_training(monkeypatch):

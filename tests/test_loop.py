@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import dreamer
+import tools
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_FLAGS = [
@@ -108,6 +109,10 @@ def test_checkpoint_and_resume(first_run):
   assert max(m['step'] for m in resumed) >= 240
   assert len(list((logdir / 'episodes').glob('*.npz'))) > episodes
   assert last_updates(output) > last_updates(first_output)
+  from test_faults import schedule
+  steps = tools.count_steps(logdir / 'episodes', 2)
+  assert last_updates(first_output) == schedule(160)
+  assert last_updates(output) == schedule(steps)
 
 
 def last_updates(output):
@@ -193,7 +198,7 @@ def test_interrupted_training_is_finished_after_a_resume():
   assert (resumed.updates, model.calls) == (10, -92)
 
 
-def test_checkpoint_without_agent_state_is_a_clear_error(tmp_path):
+def test_checkpoint_without_agent_state_is_a_clear_error(tmp_path, capsys):
   import pickle
   path = tmp_path / 'variables.pkl'
   path.write_bytes(pickle.dumps({'model': {}, 'agent': {}, 'sampler': {}}))
@@ -202,5 +207,9 @@ def test_checkpoint_without_agent_state_is_a_clear_error(tmp_path):
   agent = dreamer.Agent(
       dreamer.make_config(), model, None, None, 0, None,
       np.random.default_rng(0))
-  with pytest.raises(SystemExit, match=r"cannot resume from .*KeyError\('train_last'\)"):
+  with pytest.raises(SystemExit) as info:
     dreamer.load_checkpoint(path, model, agent, sampler=None)
+  assert info.value.code == 2
+  error = capsys.readouterr().err
+  assert re.search(r"cannot resume from .*KeyError\('train_last'\)", error)
+  assert len(error.strip().splitlines()) == 1
