@@ -33,6 +33,7 @@ CHOICES = {
     'expl': ('additive_gaussian', 'completely_random', 'epsilon_greedy'),
     'precision': ('16', '32', 'bf16'),
     'latent_noise': ('shared', 'independent'),
+    'obs': ('image', 'proprio', 'both'),
 }
 
 
@@ -47,8 +48,8 @@ CONFIGS = {
 
 def defaults():
   """Every config key with its default: the original's, plus `configs`,
-  `jit`, `latent_noise` and `replay_memory` (GB of episodes kept in RAM,
-  0: half the machine's; README, "Differences from the original")."""
+  `jit`, `latent_noise`, `obs` and `replay_memory` (GB of episodes kept in
+  RAM, 0: half the machine's; README, "Differences from the original")."""
   return dict(
       configs=[],
       # General.
@@ -58,6 +59,7 @@ def defaults():
       # Environment.
       task='dmc_walker_walk', envs=1, parallel='none', action_repeat=2,
       time_limit=1000, prefill=5000, eval_noise=0.0, clip_rewards='none',
+      obs='image',
       # Model.
       deter_size=200, stoch_size=30, num_units=400, dense_act='elu',
       cnn_act='relu', cnn_depth=32, pcont=False, free_nats=3.0, kl_scale=1.0,
@@ -109,10 +111,15 @@ RANGES = {
     'disclam': (0, 1),
     'action_init_std': (1e-6, None),
 }
+# The paper's Atari flags (README, "Atari").
+ATARI_FLAGS = (
+    '--action_dist onehot --pcont True --expl epsilon_greedy --expl_amount 0.4 '
+    '--expl_decay 1e5 --expl_min 0.1 --horizon 10 --kl_scale 0.1 '
+    '--clip_rewards tanh --action_repeat 4')
 # Keys a resumed run must share with the run that wrote the logdir.
 RESUME_KEYS = (
     'task', 'action_repeat', 'cnn_depth', 'deter_size', 'stoch_size',
-    'num_units', 'pcont', 'action_dist')
+    'num_units', 'pcont', 'action_dist', 'obs')
 
 
 def check_config(config):
@@ -134,6 +141,15 @@ def check_config(config):
         f'--batch_length {config["batch_length"]} is longer than an episode '
         f'can give: episodes have time_limit / action_repeat = {episode} '
         f'steps, so batch_length must be at most {episode}')
+  if config['task'].startswith('atari_'):
+    wrong = [f'--{key} {config[key]}' for key, value in (
+        ('action_dist', 'onehot'), ('expl', 'epsilon_greedy'),
+        ('obs', 'image')) if config[key] != value]
+    if wrong:
+      raise ValueError(
+          f'{", ".join(wrong)} does not fit an Atari task (one-hot actions, '
+          f'images only): pass --action_dist onehot --expl epsilon_greedy; '
+          f'the paper also used {ATARI_FLAGS}')
   try:
     re.compile(config['weight_decay_pattern'])
   except re.error as error:
@@ -210,7 +226,7 @@ def parse_args(argv=None):
   other flags then override single keys.
   """
   parser = _Parser(
-      description='Dreamer on DeepMind Control from pixels.',
+      description='Dreamer on DeepMind Control and Atari.',
       allow_abbrev=False)
   parser.add_argument(
       '--configs', nargs='+', default=[], metavar='NAME',
@@ -289,14 +305,32 @@ def resolve_precision(precision, has_gpu, bf16_cpu):
 
 
 def setup_tensorflow(config):
+  """Seeds TensorFlow and chooses the devices; returns (has_gpu, strategy).
+
+  Several hosts (TF_CONFIG set): MultiWorkerMirroredStrategy. Several
+  local GPUs: MirroredStrategy, as the original. One device: no strategy.
+  """
   import tensorflow as tf
   import keras
   gpus = tf.config.list_physical_devices('GPU')
   if config.gpu_growth:
     for gpu in gpus:
       tf.config.experimental.set_memory_growth(gpu, True)
+  strategy = None
+  if os.environ.get('TF_CONFIG'):
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+  elif len(gpus) > 1:
+    strategy = tf.distribute.MirroredStrategy()
+  if strategy is not None:
+    local = len(strategy.extended.worker_devices)
+    if config.batch_size % local:
+      fail(f'--batch_size {config.batch_size} does not split evenly over '
+           f'the {local} devices of this host; use a multiple of {local}')
+    print(f'Training on {strategy.num_replicas_in_sync} replicas '
+          f'({type(strategy).__name__}); each host samples --batch_size '
+          f'{config.batch_size} sequences per update.', flush=True)
   keras.utils.set_random_seed(config.seed)
-  return bool(gpus)
+  return bool(gpus), strategy
 
 
 ENV_TIMEOUT = 300  # Seconds an environment worker may take to answer.
@@ -309,7 +343,8 @@ def make_envs(config, callbacks, mode):
       wrappers.make_async_env(
           config.task, config.action_repeat, config.time_limit,
           callbacks=[functools.partial(callbacks, mode)],
-          strategy=config.parallel, seed=seed + index, timeout=ENV_TIMEOUT)
+          strategy=config.parallel, seed=seed + index, timeout=ENV_TIMEOUT,
+          image=config.obs != 'proprio', life_done=mode == 'train')
       for index in range(config.envs)]
 
 
@@ -320,7 +355,6 @@ def simulate(policy, envs, strategy, steps=0, episodes=0, state=None,
   """Runs `policy(obs, reset, agent_state)` in `envs` for at least `steps`
   agent steps of finished episodes or `episodes` episodes; returns the state
   to continue from (unfinished episodes go on in the next call)."""
-  import wrappers
   if state is None:
     count = len(envs)
     step, episode = 0, 0
@@ -329,16 +363,8 @@ def simulate(policy, envs, strategy, steps=0, episodes=0, state=None,
   else:
     step, episode, done, length, obs, agent_state = state
   while (steps and step < steps) or (episodes and episode < episodes):
-    if done.any():
-      indices = np.flatnonzero(done)
-      for index, ob in zip(indices, wrappers.reset_all(
-          [envs[i] for i in indices], strategy)):
-        obs[index] = ob
-    batch = {k: np.stack([ob[k] for ob in obs]) for k in obs[0]}
-    action, agent_state = policy(batch, done, agent_state)
-    results = wrappers.step_all(envs, list(action), strategy)
-    obs = [result[0] for result in results]
-    done = np.array([result[2] for result in results], bool)
+    obs, done, agent_state = step_envs(
+        policy, envs, strategy, obs, done, agent_state)
     episode += int(done.sum())
     length += 1
     step += int((done * length).sum())
@@ -346,6 +372,24 @@ def simulate(policy, envs, strategy, steps=0, episodes=0, state=None,
     if on_step:
       on_step()
   return step - steps, episode - episodes, done, length, obs, agent_state
+
+
+def step_envs(policy, envs, strategy, obs, done, agent_state):
+  """One agent step of all `envs`: resets the ones that are `done`, runs
+  the policy on the batch of observations and steps every env with its
+  action; returns the new (obs, done, agent_state)."""
+  import wrappers
+  if done.any():
+    indices = np.flatnonzero(done)
+    for index, ob in zip(indices, wrappers.reset_all(
+        [envs[i] for i in indices], strategy)):
+      obs[index] = ob
+  batch = {k: np.stack([ob[k] for ob in obs]) for k in obs[0]}
+  action, agent_state = policy(batch, done, agent_state)
+  results = wrappers.step_all(envs, list(action), strategy)
+  obs = [result[0] for result in results]
+  done = np.array([result[2] for result in results], bool)
+  return obs, done, agent_state
 
 
 def explore(action, amount, kind, rng):
@@ -421,7 +465,8 @@ class Agent:
     if self._pending or self._should_train(self.step):
       self.train()
     action, latent = self._model.policy(
-        obs['image'], state[0], state[1], training)
+        {key: obs[key] for key in self._model.obs_keys}, state[0], state[1],
+        training)
     action = self._exploration(action.numpy(), training)
     if training:
       self.step += len(reset) * self._c.action_repeat
@@ -448,7 +493,8 @@ class Agent:
       metrics = {k: float(v) for k, v in self._model.train(data).items()}
       if self._c.log_scalars:
         self._metrics.add(metrics)
-      if log and index == 0 and self._c.log_images:
+      if (log and index == 0 and self._c.log_images
+          and 'image' in self._model.obs_keys):
         self._logger.video('openl', self._model.openl(data).numpy())
       # Counted together, so a checkpoint taken mid-burst stays consistent.
       self.updates += 1
@@ -653,7 +699,7 @@ def main(argv=None):
     check_logdir(config, saved_config(config.logdir))
   except ValueError as error:
     fail(error)
-  has_gpu = setup_tensorflow(config)
+  has_gpu, strategy = setup_tensorflow(config)
   precision, note = resolve_precision(config.precision, has_gpu, cpu_has_bf16())
   print(json.dumps(config_dict(config), indent=2))
   print(onednn)
@@ -665,7 +711,7 @@ def main(argv=None):
   command = ' '.join(
       ['python dreamer.py'] + [shlex.quote(arg) for arg in (
           sys.argv[1:] if argv is None else argv)])
-  return run(config, command)
+  return run(config, command, strategy)
 
 
 def saved_config(logdir):
@@ -676,7 +722,7 @@ def saved_config(logdir):
     return None
 
 
-def run(config, command='python dreamer.py'):
+def run(config, command='python dreamer.py', strategy=None):
   """Algorithm 1 until `config.steps`; returns the exit code.
 
   SIGINT and SIGTERM stop it at the next update or environment step, with
@@ -735,7 +781,14 @@ def run(config, command='python dreamer.py'):
           time.time() - start)
     step = tools.count_steps(datadir, config.action_repeat)
     print(f'Simulating agent for {max(0, config.steps - step)} steps.', flush=True)
-    model = models.Dreamer(config, act_space.shape[0])
+    proprio = {key: space.shape
+               for key, space in train_envs[0].obs_space.items()
+               if key not in ('image', 'reward')}
+    try:
+      model = models.Dreamer(
+          config, act_space.shape[0], proprio=proprio, strategy=strategy)
+    except ValueError as error:
+      fail(error)
     sampler = tools.EpisodeSampler(
         datadir, config.batch_length, config.dataset_balance,
         rescan=config.train_steps, seed=config.seed,
@@ -816,7 +869,7 @@ def finish_episode(config, datadir, logger, progress, mode, episode):
   logger.scalar(f'{mode}/return', ret)
   logger.scalar(f'{mode}/length', length)
   logger.scalar('episodes', episodes)
-  if mode == 'test' and config.log_images:
+  if mode == 'test' and config.log_images and 'image' in episode:
     logger.video(f'{mode}/video', episode['image'][None])
   logger.write(step, prefix='sim')
 

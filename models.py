@@ -1,5 +1,6 @@
 """World model and actor-critic: losses, optimizers and the train step."""
 
+import contextlib
 import re
 
 import keras
@@ -13,7 +14,9 @@ import tools
 tfd = tfp.distributions
 
 PRECISIONS = {'16': 'mixed_float16', '32': 'float32', 'bf16': 'mixed_bfloat16'}
-TRAIN_KEYS = ('image', 'action', 'reward', 'discount')
+OBS = ('image', 'proprio', 'both')
+# How recorded noise splits over replicas: its batch axis.
+NOISE_AXES = {'obs_prior': 0, 'post': 0, 'imag': 1, 'actor': 1}
 
 
 def dtype_policy(precision):
@@ -27,13 +30,23 @@ def dtype_policy(precision):
 
 # --- Losses -----------------------------------------------------------------
 
-def preprocess(data, clip_rewards='none'):
-  """image uint8 → x / 255 − 0.5 (float32); reward through clip_rewards."""
+def preprocess(data, clip_rewards='none', proprio=None):
+  """image uint8 → x / 255 − 0.5 (float32); reward through clip_rewards;
+  the arrays of `proprio` ({key: event shape}), flattened after their batch
+  axes and joined in its order, → `proprio` (float32)."""
   if clip_rewards not in ('none', 'tanh'):
     raise ValueError(
         f'unknown clip_rewards {clip_rewards!r}; allowed: none, tanh')
   data = dict(data)
-  data['image'] = tf.cast(data['image'], tf.float32) / 255.0 - 0.5
+  if 'image' in data:
+    data['image'] = tf.cast(data['image'], tf.float32) / 255.0 - 0.5
+  if proprio:
+    parts = []
+    for key, shape in proprio.items():
+      x = tf.cast(data.pop(key), tf.float32)
+      leading = tf.shape(x)[:x.shape.rank - len(shape)]
+      parts.append(tf.reshape(x, tf.concat([leading, [int(np.prod(shape))]], 0)))
+    data['proprio'] = tf.concat(parts, -1)
   if 'reward' in data:
     data['reward'] = tf.cast(data['reward'], tf.float32)
     if clip_rewards == 'tanh':
@@ -175,29 +188,48 @@ class Dreamer:
   """World model, actor and value with their optimizers and train step.
 
   `config` holds the keys of dreamer.defaults(); `action_size` is the
-  action dimension. `train(data)` takes a batch of (B, T) sequences with
-  image uint8 (B, T, 64, 64, 3), action (B, T, A), reward and discount
-  (B, T), applies one update of all three parts and returns the metrics;
-  `gradients(data)` computes the same update without applying it. Both take
-  recorded noise as an optional second argument (see `_gradients`).
+  action dimension; `proprio` maps the state arrays that `--obs proprio` or
+  `both` feeds to their shapes. `train(data)` takes a batch of (B, T)
+  sequences with image uint8 (B, T, 64, 64, 3) (and the state arrays),
+  action (B, T, A), reward and discount (B, T), applies one update of all
+  three parts and returns the metrics; `gradients(data)` computes the same
+  update without applying it. Both take recorded noise as an optional
+  second argument (see `_gradients`). Under a tf.distribute `strategy`,
+  `train` splits its batch (this worker's) over the replicas along the batch
+  axis, averages their gradients and metrics and applies one update.
   """
 
-  def __init__(self, config, action_size, jit=None):
+  def __init__(self, config, action_size, jit=None, proprio=None,
+               strategy=None):
     self._c = config
     self._action_size = action_size
+    uses_proprio = config.obs in ('proprio', 'both')
+    self._proprio = dict(sorted((proprio or {}).items())) if uses_proprio else {}
+    self._strategy = strategy
     policy = dtype_policy(config.precision)
-    self.modules = build_modules(config, action_size, policy)
-    for name, module in self.modules.items():
-      setattr(self, name, module)
-    model_names = ['encoder', 'rssm', 'decoder', 'reward']
-    if config.pcont:
-      model_names.append('pcont')
-    scale = policy == 'mixed_float16'
-    self.model_opt = self._optimizer('model', model_names, config.model_lr, scale)
-    self.value_opt = self._optimizer('value', ['value'], config.value_lr, scale)
-    self.actor_opt = self._optimizer('actor', ['actor'], config.actor_lr, scale)
+    size = sum(int(np.prod(shape)) for shape in self._proprio.values())
+    with strategy.scope() if strategy else contextlib.nullcontext():
+      self.modules = build_modules(config, action_size, policy, size)
+      for name, module in self.modules.items():
+        setattr(self, name, module)
+      model_names = [name for name in (
+          'encoder', 'proprio_encoder', 'rssm', 'decoder', 'proprio_decoder',
+          'reward', 'pcont') if name in self.modules]
+      scale = policy == 'mixed_float16'
+      self.model_opt = self._optimizer(
+          'model', model_names, config.model_lr, scale)
+      self.value_opt = self._optimizer(
+          'value', ['value'], config.value_lr, scale)
+      self.actor_opt = self._optimizer(
+          'actor', ['actor'], config.actor_lr, scale)
+    self.obs_keys = (['image'] if 'encoder' in self.modules else []) + (
+        list(self._proprio) if 'proprio_encoder' in self.modules else [])
     jit = getattr(config, 'jit', False) if jit is None else jit
-    self.train = tf.function(self._train, jit_compile=bool(jit))
+    if strategy is None:
+      self.train = tf.function(self._train, jit_compile=bool(jit))
+    else:
+      self._replicated_train = tf.function(self._distributed_train)
+      self.train = self._train_on_replicas
     self.gradients = tf.function(self._gradients)
     self.policy = tf.function(self._policy)
     self.openl = tf.function(self._openl)
@@ -222,6 +254,44 @@ class Dreamer:
           grads[opt.name], metrics[f'{opt.name}_grad_norm'])
     return metrics
 
+  def _train_on_replicas(self, data, noise=None):
+    data = self._distribute(data, {key: 0 for key in data})
+    if noise is not None:
+      noise = self._distribute(noise, NOISE_AXES)
+    return self._replicated_train(data, noise)
+
+  def _distribute(self, values, axes):
+    """Per-replica values: this worker's arrays split along `axes` into one
+    equal part per local replica (an axis of size 1 is broadcast)."""
+    local = len(self._strategy.extended.worker_devices)
+
+    def part(context):
+      index = context.replica_id_in_sync_group % local
+      return {
+          key: value if np.shape(value)[axes[key]] == 1 else np.split(
+              np.asarray(value), local, axes[key])[index]
+          for key, value in values.items()}
+    return self._strategy.experimental_distribute_values_from_function(part)
+
+  def _distributed_train(self, data, noise):
+    """Every replica's gradients, averaged; one update of the mean.
+
+    Each replica's loss is the mean over its part of the batch, so the
+    mean of their gradients is the gradient of the whole batch's loss; its
+    norm is clipped, as with one device.
+    """
+    strategy = self._strategy
+    metrics, grads = strategy.run(
+        lambda d, n: self._gradients(d, n)[:2], (data, noise))
+    mean = lambda x: strategy.reduce(tf.distribute.ReduceOp.MEAN, x, None)
+    metrics = {name: mean(value) for name, value in metrics.items()}
+    for opt in self.optimizers:
+      grad = [mean(g) for g in grads[opt.name]]
+      norm = tf.linalg.global_norm(grad)
+      metrics[f'{opt.name}_grad_norm'] = norm
+      metrics[f'{opt.name}_nonfinite'] = opt.apply(grad, norm)
+    return metrics
+
   def _gradients(self, data, noise=None):
     """One update's losses, metrics and gradients, without applying them.
 
@@ -234,8 +304,9 @@ class Dreamer:
     `variables` (`names`); outs holds intermediates to diff.
     """
     noise = noise or {}
+    keys = self.obs_keys + ['action', 'reward', 'discount']
     data = preprocess(
-        {k: data[k] for k in TRAIN_KEYS}, self._c.clip_rewards)
+        {k: data[k] for k in keys}, self._c.clip_rewards, self._proprio)
     with tf.GradientTape() as model_tape:
       model_loss, post, feat, metrics, outs = self.world_model_loss(
           data, {k: noise[v] for k, v in (('prior', 'obs_prior'), (
@@ -298,13 +369,14 @@ class Dreamer:
     `eps`: the observe steps' noise {'prior', 'post'} (RSSM.observe).
     Returns (model_loss, post, feat, metrics, outs).
     """
-    embed = self.encoder(data['image'])
-    post, prior = self.rssm.observe(embed, data['action'], eps=eps)
+    post, prior = self.rssm.observe(self.embed(data), data['action'], eps=eps)
     feat = self.rssm.get_feat(post)
-    likes = {
-        'image': tf.reduce_mean(self.decoder(feat).log_prob(data['image'])),
-        'reward': tf.reduce_mean(self.reward(feat).log_prob(data['reward'])),
-    }
+    likes = {}
+    for key, decoder in (('image', 'decoder'), ('proprio', 'proprio_decoder')):
+      if decoder in self.modules:
+        likes[key] = tf.reduce_mean(
+            self.modules[decoder](feat).log_prob(data[key]))
+    likes['reward'] = tf.reduce_mean(self.reward(feat).log_prob(data['reward']))
     if self._c.pcont:
       target = self._c.discount * tf.cast(data['discount'], tf.float32)
       likes['pcont'] = self._c.pcont_scale * tf.reduce_mean(
@@ -346,13 +418,22 @@ class Dreamer:
     states = tools.static_scan(step, tf.range(self._c.horizon), start)
     return self.rssm.get_feat(states), states['action']
 
-  def _policy(self, image, latent, action, training):
-    """One step of the acting policy from (N, 64, 64, 3) uint8 frames.
+  def embed(self, data):
+    """The encoders' embeddings of preprocessed `image` and/or `proprio`,
+    joined."""
+    parts = [self.modules[name](data[key]) for name, key in (
+        ('encoder', 'image'), ('proprio_encoder', 'proprio'))
+             if name in self.modules]
+    return parts[0] if len(parts) == 1 else tf.concat(parts, -1)
+
+  def _policy(self, obs, latent, action, training):
+    """One step of the acting policy from N observations {`obs_keys`}:
+    (N, 64, 64, 3) uint8 frames and/or the state arrays.
 
     `latent` and `action` are the previous state and action (zeros after a
     reset); returns the actor's sample (training) or mode, and the posterior.
     """
-    embed = self.encoder(preprocess({'image': image})['image'])
+    embed = self.embed(preprocess(obs, proprio=self._proprio))
     latent, _ = self.rssm.obs_step(latent, action, embed)
     dist = self.actor(self.rssm.get_feat(latent))
     action = dist.sample() if training else dist.mode()
@@ -369,10 +450,13 @@ class Dreamer:
     The model row reconstructs the first `context` frames from observations
     and predicts the rest open loop from the actions alone.
     """
-    data = preprocess({k: data[k][:sequences] for k in ('image', 'action')})
+    keys = self.obs_keys + ['action']
+    data = preprocess(
+        {k: data[k][:sequences] for k in keys}, proprio=self._proprio)
     truth = data['image'] + 0.5
     post, _ = self.rssm.observe(
-        self.encoder(data['image'][:, :context]), data['action'][:, :context])
+        self.embed({k: v[:, :context] for k, v in data.items()}),
+        data['action'][:, :context])
     recon = self.decoder(self.rssm.get_feat(post)).mode()
     init = {k: v[:, -1] for k, v in post.items()}
     prior = self.rssm.imagine(data['action'][:, context:], init)
@@ -400,27 +484,42 @@ class Dreamer:
         variable.assign(value)
 
 
-def build_modules(config, action_size, policy='float32'):
-  """The networks of the agent, named as in the original."""
+def build_modules(config, action_size, policy='float32', proprio_size=0):
+  """The networks of the agent, named as in the original; with `--obs
+  proprio` or `both`, a dense encoder and decoder of `proprio_size` state
+  values (4 layers of num_units) in place of or beside the convolutional
+  ones."""
   c = config
-  encoder = networks.ConvEncoder(c.cnn_depth, c.cnn_act, dtype=policy)
+  image, proprio = c.obs in ('image', 'both'), c.obs in ('proprio', 'both')
+  modules, embed = {}, 0
+  if image:
+    modules['encoder'] = networks.ConvEncoder(c.cnn_depth, c.cnn_act, dtype=policy)
+    embed += modules['encoder'].embed_size
+  if proprio:
+    if not proprio_size:
+      raise ValueError(f'--obs {c.obs} needs state arrays; this task has none')
+    modules['proprio_encoder'] = networks.DenseEncoder(
+        proprio_size, 4, c.num_units, c.dense_act, policy, 'proprio_encoder')
+    embed += modules['proprio_encoder'].embed_size
   rssm = networks.RSSM(
-      action_size, encoder.embed_size, c.stoch_size, c.deter_size,
-      c.deter_size, c.latent_noise, dtype=policy)
+      action_size, embed, c.stoch_size, c.deter_size, c.deter_size,
+      c.latent_noise, dtype=policy)
   feat = rssm.feat_size
-  modules = {
-      'encoder': encoder,
-      'rssm': rssm,
-      'decoder': networks.ConvDecoder(
-          feat, c.cnn_depth, c.cnn_act, dtype=policy),
-      'reward': networks.DenseDecoder(
-          feat, (), 2, c.num_units, 'normal', c.dense_act, policy, 'reward'),
-      'value': networks.DenseDecoder(
-          feat, (), 3, c.num_units, 'normal', c.dense_act, policy, 'value'),
-      'actor': networks.ActionDecoder(
-          feat, action_size, 4, c.num_units, c.action_dist, c.dense_act,
-          c.action_init_std, dtype=policy, name='actor'),
-  }
+  modules['rssm'] = rssm
+  if image:
+    modules['decoder'] = networks.ConvDecoder(
+        feat, c.cnn_depth, c.cnn_act, dtype=policy)
+  if proprio:
+    modules['proprio_decoder'] = networks.DenseDecoder(
+        feat, (proprio_size,), 4, c.num_units, 'normal', c.dense_act, policy,
+        'proprio_decoder')
+  modules['reward'] = networks.DenseDecoder(
+      feat, (), 2, c.num_units, 'normal', c.dense_act, policy, 'reward')
+  modules['value'] = networks.DenseDecoder(
+      feat, (), 3, c.num_units, 'normal', c.dense_act, policy, 'value')
+  modules['actor'] = networks.ActionDecoder(
+      feat, action_size, 4, c.num_units, c.action_dist, c.dense_act,
+      c.action_init_std, dtype=policy, name='actor')
   if c.pcont:
     modules['pcont'] = networks.DenseDecoder(
         feat, (), 3, c.num_units, 'binary', c.dense_act, policy, 'pcont')

@@ -352,6 +352,10 @@ def make_parser():
       help='legend name: one per logdir, or one for all (default "ours"); '
            'runs of one task and label are pooled')
   parser.add_argument(
+      '--max_step', type=positive_int, metavar='STEPS',
+      help='leave out every point (ours and the reference) after this many '
+           'environment steps, to compare short runs')
+  parser.add_argument(
       '--tasks', nargs='+', metavar='TASK',
       help='task of each logdir, or one for all, instead of config.json or '
            'the folder name')
@@ -398,6 +402,17 @@ def read_runs(logdirs, labels, tasks):
   return runs, total, skipped
 
 
+def until(runs, reference, last):
+  """`runs` and `reference` without the points after step `last`."""
+  cut = lambda points: [(x, y) for x, y in points if x <= last]
+  runs = [(task, label, cut(points)) for task, label, points in runs]
+  reference = {
+      task: {method: [cut(points) for points in method_runs]
+             for method, method_runs in methods.items()}
+      for task, methods in reference.items()}
+  return runs, reference
+
+
 def main(argv=None):
   parser = make_parser()
   args = parser.parse_args(argv)
@@ -407,6 +422,8 @@ def main(argv=None):
   try:
     runs, total, skipped = read_runs(args.logdirs, labels, tasks)
     reference = read_reference(args.reference)
+    if args.max_step:
+      runs, reference = until(runs, reference, args.max_step)
     baselines = read_baselines(args.baselines) if args.baselines else {}
     panels = pool(runs, reference, args.bins)
     for panel in panels:

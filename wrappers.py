@@ -47,70 +47,90 @@ import numpy as np
 STRATEGIES = ('none', 'thread', 'process')
 
 
-class Space(collections.namedtuple('Space', 'shape dtype low high')):
-  """Shape, dtype and bounds of an observation or action (gym's Box)."""
+class Space(collections.namedtuple(
+    'Space', 'shape dtype low high discrete', defaults=(False,))):
+  """Shape, dtype and bounds of an observation or action (gym's Box); a
+  `discrete` action is a one-hot vector over shape[-1] choices."""
 
   __slots__ = ()
 
   def sample(self, rng):
-    """Uniform sample within finite bounds, from a numpy Generator."""
+    """A uniform sample (a uniform one-hot if discrete), from a numpy
+    Generator."""
+    if self.discrete:
+      return np.eye(self.shape[-1], dtype=self.dtype)[
+          rng.integers(self.shape[-1])]
     return rng.uniform(self.low, self.high, self.shape).astype(self.dtype)
+
+
+SUITES = ('dmc', 'atari')
 
 
 def check_task(task, known=False):
   """Returns (suite, name) of 'SUITE_NAME' without importing dm_control.
 
-  With `known`, also checks that dm_control has the task, asking a spawned
-  process (a second or two), and lists the valid ones if not.
+  With `known`, also checks that dm_control or the Arcade Learning
+  Environment has the task, asking a spawned process (a second or two),
+  and lists the valid ones if not.
   """
   suite, _, name = task.partition('_')
-  if suite == 'atari':
+  if suite not in SUITES or not name:
     raise ValueError(
-        f"task '{task}': Atari needs gym and the Arcade Learning "
-        'Environment, which this port does not install; use a '
-        'dmc_DOMAIN_TASK task such as dmc_walker_walk')
-  if suite != 'dmc':
-    raise ValueError(
-        f"task '{task}': unknown suite '{suite}'; use dmc_DOMAIN_TASK, "
-        'e.g. dmc_walker_walk or dmc_cheetah_run')
-  domain, _, rest = name.partition('_')
-  if not domain or not rest:
-    raise ValueError(
-        f"task '{task}' must look like dmc_DOMAIN_TASK, e.g. dmc_walker_walk")
+        f"task '{task}': unknown suite '{suite}'; use dmc_DOMAIN_TASK, e.g. "
+        f"dmc_walker_walk, or atari_GAME, e.g. atari_pong")
+  if suite == 'dmc':
+    domain, _, rest = name.partition('_')
+    if not domain or not rest:
+      raise ValueError(
+          f"task '{task}' must look like dmc_DOMAIN_TASK, e.g. dmc_walker_walk")
   if known:
+    lookup = _dmc_domain_task if suite == 'dmc' else _atari_rom
     context = multiprocessing.get_context('spawn')
     with _main_module_hidden(), context.Pool(1) as pool:
-      pool.apply(_dmc_domain_task, (name,))
+      pool.apply(lookup, (name,))
   return suite, name
 
 
-def make_env(task, action_repeat, time_limit, size=(64, 64), seed=0):
-  """Worker-side environment; pass it to Async via functools.partial."""
-  _, name = check_task(task)
-  env = DeepMindControl(name, size, seed=seed)
-  env = ActionRepeat(env, action_repeat)
-  env = NormalizeActions(env)
+def make_env(task, action_repeat, time_limit, size=(64, 64), seed=0,
+             image=True, life_done=False):
+  """Worker-side environment; pass it to Async via functools.partial.
+
+  `image` False leaves DeepMind Control frames unrendered; `life_done`
+  ends Atari episodes at every lost life.
+  """
+  suite, name = check_task(task)
+  if suite == 'atari':
+    env = Atari(name, action_repeat, size, life_done=life_done, seed=seed)
+    env = OneHotAction(env)
+  else:
+    env = DeepMindControl(name, size, seed=seed, image=image)
+    env = ActionRepeat(env, action_repeat)
+    env = NormalizeActions(env)
   return TimeLimit(env, time_limit / action_repeat)
 
 
 def make_async_env(
     task, action_repeat, time_limit, callbacks=(), strategy='none',
-    size=(64, 64), seed=0, timeout=None):
+    size=(64, 64), seed=0, timeout=None, image=True, life_done=False):
   """Worker running `make_env`, wrapped by Collect and RewardObs here."""
   check_task(task)
   ctor = functools.partial(
-      make_env, task, action_repeat, time_limit, size=size, seed=seed)
+      make_env, task, action_repeat, time_limit, size=size, seed=seed,
+      image=image, life_done=life_done)
   return RewardObs(Collect(Async(ctor, strategy, timeout), callbacks))
 
 
 class DeepMindControl:
+  """A dm_control suite task: its state arrays, and with `image` a
+  rendered `image` of camera 0 (2 for quadruped)."""
 
-  def __init__(self, name, size=(64, 64), camera=None, seed=0):
+  def __init__(self, name, size=(64, 64), camera=None, seed=0, image=True):
     os.environ.setdefault('MUJOCO_GL', 'egl')
     from dm_control import suite
     domain, task = _dmc_domain_task(name, suite.ALL_TASKS)
     self._env = suite.load(domain, task, task_kwargs={'random': seed})
     self._size = tuple(size)
+    self._image = image
     if camera is None:
       camera = 2 if domain == 'quadruped' else 0
     self._camera = camera
@@ -123,10 +143,8 @@ class DeepMindControl:
       spaces[key] = Space(
           shape, np.dtype(np.float32), np.full(shape, -np.inf, np.float32),
           np.full(shape, np.inf, np.float32))
-    shape = self._size + (3,)
-    spaces['image'] = Space(
-        shape, np.dtype(np.uint8), np.zeros(shape, np.uint8),
-        np.full(shape, 255, np.uint8))
+    if self._image:
+      spaces['image'] = _image_space(self._size)
     return spaces
 
   @property
@@ -147,6 +165,8 @@ class DeepMindControl:
     return obs, reward, time_step.last(), info
 
   def render_obs(self):
+    if not self._image:
+      return {}
     image = self._env.physics.render(*self._size, camera_id=self._camera)
     return {'image': image}
 
@@ -161,6 +181,12 @@ class DeepMindControl:
     if render:
       obs.update(self.render_obs())
     return obs
+
+
+def _image_space(size):
+  shape = tuple(size) + (3,)
+  return Space(shape, np.dtype(np.uint8), np.zeros(shape, np.uint8),
+               np.full(shape, 255, np.uint8))
 
 
 def _dmc_domain_task(name, all_tasks=None):
@@ -255,6 +281,111 @@ class TimeLimit(Wrapper):
     if done:
       self._step = None
     return obs, reward, done, info
+
+
+class Atari:
+  """An Atari game of the Arcade Learning Environment, as the original
+  wraps it: sticky actions (repeat probability 0.25), 1 to `noops` no-ops
+  at reset, each action repeated `action_repeat` frames with the maximum
+  over the last two, frames resized to `size` RGB (bilinear), and with
+  `life_done` an episode end at every lost life. Actions are indices into
+  the game's minimal action set."""
+
+  def __init__(self, game, action_repeat=4, size=(64, 64), noops=30,
+               life_done=False, sticky=True, seed=0):
+    import ale_py
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+    self._ale = ale_py.ALEInterface()
+    self._ale.setInt('random_seed', seed)
+    self._ale.setFloat('repeat_action_probability', 0.25 if sticky else 0.0)
+    self._ale.loadROM(_atari_rom(game))
+    self._actions = self._ale.getMinimalActionSet()
+    self._repeat = action_repeat
+    self._size = tuple(size)
+    self._noops = noops
+    self._life_done = life_done
+    self._lives = None
+    self._rng = np.random.default_rng(seed)
+    height, width = self._ale.getScreenDims()
+    self._buffers = [np.zeros((height, width, 3), np.uint8) for _ in range(2)]
+
+  @property
+  def obs_space(self):
+    return {'image': _image_space(self._size)}
+
+  @property
+  def act_space(self):
+    return Space((), np.dtype(np.int64), 0, len(self._actions) - 1)
+
+  def reset(self):
+    self._ale.reset_game()
+    for _ in range(self._rng.integers(1, self._noops + 1)):
+      self._ale.act(self._actions[0])
+      if self._ale.game_over():
+        self._ale.reset_game()
+    self._lives = self._ale.lives()
+    self._ale.getScreenRGB(self._buffers[0])
+    self._buffers[1].fill(0)
+    return self._obs()
+
+  def step(self, action, render=True):
+    total, done = 0.0, False
+    for index in range(self._repeat):
+      total += self._ale.act(self._actions[int(action)])
+      done = self._ale.game_over()
+      if self._life_done:
+        lives = self._ale.lives()
+        done = done or lives < self._lives
+        self._lives = lives
+      if done:
+        break
+      if index >= self._repeat - 2:  # The last two frames.
+        self._ale.getScreenRGB(
+            self._buffers[max(0, index - (self._repeat - 2))])
+    info = {'discount': np.float32(0.0 if done else 1.0)}
+    return self._obs(), total, done, info
+
+  def render_obs(self):
+    return {}
+
+  def close(self):
+    pass
+
+  def _obs(self):
+    from PIL import Image
+    if self._repeat > 1:
+      np.maximum(self._buffers[0], self._buffers[1], out=self._buffers[0])
+    image = Image.fromarray(self._buffers[0]).resize(
+        self._size[::-1], Image.BILINEAR)
+    return {'image': np.asarray(image, np.uint8)}
+
+
+class OneHotAction(Wrapper):
+  """Takes one-hot actions for an environment of discrete actions."""
+
+  @property
+  def act_space(self):
+    count = int(self._env.act_space.high) + 1
+    return Space((count,), np.dtype(np.float32), np.zeros(count, np.float32),
+                 np.ones(count, np.float32), discrete=True)
+
+  def step(self, action, render=True):
+    action = np.asarray(action)
+    index = int(np.argmax(action))
+    if not np.allclose(action, np.eye(len(action))[index]):
+      raise ValueError(f'not a one-hot action: {action}')
+    return self._env.step(index, render=render)
+
+
+def _atari_rom(game):
+  """The ROM path of an Atari game such as 'pong' or 'space_invaders'."""
+  from ale_py import roms
+  games = roms.get_all_rom_ids()
+  if game not in games:
+    raise ValueError(
+        f"unknown Atari game 'atari_{game}'; allowed: "
+        + ', '.join(f'atari_{name}' for name in games))
+  return roms.get_rom_path(game)
 
 
 class _MainWrapper(Wrapper):

@@ -2,11 +2,13 @@
 
     python benchmarks/collect.py                    # dmc_cheetah_run, 500 agent steps
     python benchmarks/collect.py --precision 32 --steps 1000
+    python benchmarks/collect.py --envs 4 --parallel process --obs proprio
 
 Runs the agent's policy (dreamer.Agent with its training switched off: the
 encoder, one RSSM posterior step and the actor on each 64x64 frame, then the
-exploration noise) in one worker environment at the default config, as
-`dreamer.py` collects, and times it after a warm-up that traces the policy.
+exploration noise), batched over `--envs` worker environments that step at
+once (`--parallel`), at the default config, as `dreamer.py` collects, and
+times it after a warm-up that traces the policy.
 It prints the rate, the time per agent step split between the policy call
 and the environment, and the cost of rendering one frame; the last line is
 JSON: {"env_steps_per_second": X}.
@@ -43,7 +45,8 @@ class ActingAgent(dreamer.Agent):
 
 
 def make_config(args):
-  overrides = dict(task=args.task)
+  overrides = dict(task=args.task, envs=args.envs, parallel=args.parallel,
+                   obs=args.obs)
   if args.tiny:
     overrides.update(TINY)
   return dreamer.make_config(**overrides)
@@ -51,31 +54,34 @@ def make_config(args):
 
 def resolve_precision(config, precision):
   """`precision` if given, else what dreamer.py runs for its default 16."""
-  has_gpu = dreamer.setup_tensorflow(config)
+  has_gpu, _ = dreamer.setup_tensorflow(config)
   if precision:
     return precision
   return dreamer.resolve_precision('16', has_gpu, dreamer.cpu_has_bf16())[0]
 
 
-def act(agent, env, steps, carry=None):
-  """Runs `steps` agent steps; returns (policy seconds, total seconds, carry).
+def act(agent, envs, steps, parallel, carry=None):
+  """Runs `steps` agent steps in all `envs` at once, as `dreamer.simulate`
+  does; returns (policy seconds, total seconds, carry).
 
-  `carry` (observation, done, agent state) continues where the last call
-  stopped, as `dreamer.simulate` does; episodes that end are reset.
+  `carry` (observations, dones, agent state) continues where the last call
+  stopped; episodes that end are reset.
   """
-  obs, done, state = carry or (None, True, None)
-  policy_seconds = total_seconds = 0.0
-  for _ in range(steps):
+  count = len(envs)
+  obs, done, state = carry or ([None] * count, np.ones(count, bool), None)
+  policy_seconds = [0.0]
+
+  def timed(*args):
     start = time.perf_counter()
-    if done:
-      obs = env.reset()
-    batch = {key: np.stack([value]) for key, value in obs.items()}
-    tick = time.perf_counter()
-    action, state = agent(batch, np.array([done]), state)
-    policy_seconds += time.perf_counter() - tick
-    obs, _, done, _ = env.step(action[0])
-    total_seconds += time.perf_counter() - start
-  return policy_seconds, total_seconds, (obs, done, state)
+    result = agent(*args)
+    policy_seconds[0] += time.perf_counter() - start
+    return result
+
+  start = time.perf_counter()
+  for _ in range(steps):
+    obs, done, state = dreamer.step_envs(
+        timed, envs, parallel, obs, done, state)
+  return policy_seconds[0], time.perf_counter() - start, (obs, done, state)
 
 
 def render_seconds(env, count):
@@ -86,21 +92,24 @@ def render_seconds(env, count):
   return (time.perf_counter() - start) / count
 
 
-def measure(config, env, steps, precision):
+def measure(config, envs, steps, precision):
   import models
   config.precision = resolve_precision(config, precision)
-  model = models.Dreamer(config, env.act_space.shape[0])
+  proprio = {key: space.shape for key, space in envs[0].obs_space.items()
+             if key not in ('image', 'reward')}
+  model = models.Dreamer(config, envs[0].act_space.shape[0], proprio=proprio)
   agent = ActingAgent(config, model)
-  _, _, carry = act(agent, env, WARMUP)
-  policy, total, _ = act(agent, env, steps, carry)
-  render = render_seconds(env, RENDERS)
-  rate = steps * config.action_repeat / total
+  _, _, carry = act(agent, envs, WARMUP, config.parallel)
+  policy, total, _ = act(agent, envs, steps, config.parallel, carry)
+  render = render_seconds(envs[0], RENDERS)
+  rate = steps * len(envs) * config.action_repeat / total
   ms = lambda seconds: f'{1000 * seconds / steps:.1f} ms'
   print(
-      f'{config.task} {NAMES[config.precision]}: {rate:.1f} env steps/s '
-      f'({steps} agent steps at action repeat {config.action_repeat}, '
-      f'{ms(total)} each: policy {ms(policy)}, environment '
-      f'{ms(total - policy)}, of which rendering the frame '
+      f'{config.task} {NAMES[config.precision]} obs {config.obs}, '
+      f'{len(envs)} env(s) --parallel {config.parallel}: {rate:.1f} env '
+      f'steps/s ({steps} agent steps of all envs at action repeat '
+      f'{config.action_repeat}, {ms(total)} each: policy {ms(policy)}, '
+      f'environments {ms(total - policy)}; rendering one frame '
       f'{1000 * render:.1f} ms); policy traced '
       f'{model.policy.experimental_get_tracing_count()} time(s)', flush=True)
   return rate
@@ -113,6 +122,11 @@ def main():
   parser.add_argument('--precision', choices=list(NAMES), default=None,
                       help="default: what dreamer.py runs here for '16'")
   parser.add_argument('--task', default='dmc_cheetah_run')
+  parser.add_argument('--envs', type=int, default=1)
+  parser.add_argument('--parallel', choices=['none', 'thread', 'process'],
+                      default='process')
+  parser.add_argument('--obs', choices=['image', 'proprio', 'both'],
+                      default='image')
   parser.add_argument('--tiny', action='store_true',
                       help='small networks and few steps: a smoke test only')
   args = parser.parse_args()
@@ -120,11 +134,12 @@ def main():
   print(setup(), flush=True)
   steps = args.steps or (20 if args.tiny else 500)
   config = make_config(args)
-  env = dreamer.make_envs(config, lambda mode, episode: None, 'train')[0]
+  envs = dreamer.make_envs(config, lambda mode, episode: None, 'train')
   try:
-    rate = measure(config, env, steps, args.precision)
+    rate = measure(config, envs, steps, args.precision)
   finally:
-    env.close()
+    for env in envs:
+      env.close()
   print(json.dumps({'env_steps_per_second': round(rate, 2)}))
 
 

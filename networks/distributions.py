@@ -117,7 +117,7 @@ class OneHotDist:
     index = tf.argmax(logits - tf.math.log(-tf.math.log(eps)), -1)
     sample = tf.one_hot(index, logits.shape[-1], dtype=self._dtype)
     probs = tf.cast(self._dist.probs_parameter(), self._dtype)
-    return sample + probs - tf.stop_gradient(probs)
+    return sample + (probs - tf.stop_gradient(probs))  # Exactly one-hot.
 
   def mode(self):
     logits = self._dist.logits_parameter()

@@ -47,6 +47,22 @@ class DenseDecoder(Module):
         tfd.Bernoulli(logits=x, dtype=tf.float32), len(self._shape))
 
 
+class DenseEncoder(Module):
+  """`layers` Dense(units, act) layers: a state vector → an embedding."""
+
+  def __init__(self, inputs, layers=4, units=400, act='elu', dtype=None,
+               name='dense_encoder'):
+    super().__init__(name, dtype)
+    act = get_act(act)
+    for index in range(layers):
+      self.dense(f'h{index}', units, inputs if index == 0 else units, act)
+    self.embed_size = units
+    self.finish()
+
+  def call(self, features):
+    return to_float32(apply_flat(self.named_layers.values(), features))
+
+
 class ActionDecoder(Module):
   """The actor: `layers` hidden Dense(units, act) layers, then the action head.
 

@@ -37,6 +37,7 @@ def fails_with_one_line(capsys, argv):
 
 @pytest.mark.parametrize('flags,message', [
     (['--task', 'gym_cartpole'], "unknown suite 'gym'"),
+    (['--task', 'dmc_'], "unknown suite 'dmc'"),
     (['--task', 'dmc_walker_fly'], 'allowed: dmc_acrobot_swingup'),
     (['--nonsense', '1'], 'unrecognized arguments: --nonsense'),
     (['--steps', 'many'], "expected an integer, got 'many'"),
@@ -54,6 +55,14 @@ def fails_with_one_line(capsys, argv):
     (['--action_dist', 'beta'], 'choose one of: tanh_normal, onehot'),
     (['--weight_decay_pattern', '(unclosed'], 'not a regular expression'),
     (['--configs', 'huge'], "unknown config 'huge'; known: small"),
+    (['--task', 'atari_pong'],
+     '--action_dist tanh_normal, --expl additive_gaussian does not fit an '
+     'Atari task (one-hot actions, images only): pass --action_dist onehot '
+     '--expl epsilon_greedy'),
+    (['--task', 'atari_pongg', '--action_dist', 'onehot', '--expl',
+      'epsilon_greedy'], "unknown Atari game 'atari_pongg'; allowed: "),
+    (['--task', 'dmc_cartpole_balance', '--obs', 'pixels'],
+     'choose one of: image, proprio, both'),
 ])
 def test_config_errors_are_one_line_with_exit_code_2(
     tmp_path, capsys, flags, message):

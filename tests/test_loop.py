@@ -29,11 +29,11 @@ AGENT_METRICS = {
     'value_loss', 'actor_loss', 'action_ent', 'expl_amount'}
 
 
-def run_dreamer(logdir, steps):
+def run_dreamer(logdir, steps, flags=TINY_FLAGS):
   env = dict(os.environ, PYTHONUNBUFFERED='1')
   result = subprocess.run(
       [sys.executable, str(ROOT / 'dreamer.py'), '--logdir', str(logdir),
-       '--steps', str(steps)] + TINY_FLAGS,
+       '--steps', str(steps)] + list(flags),
       capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   return result.stdout
@@ -132,11 +132,13 @@ class _Action:
 class _StubModel:
   """Stands in for models.Dreamer: zero actions, no state."""
 
+  obs_keys = ['image']
+
   def initial_state(self, batch_size):
     return {}, np.zeros((batch_size, 1), np.float32)
 
-  def policy(self, image, latent, action, training):
-    return _Action(np.zeros((len(image), 1), np.float32)), latent
+  def policy(self, obs, latent, action, training):
+    return _Action(np.zeros((len(obs['image']), 1), np.float32)), latent
 
 
 class _CountingAgent(dreamer.Agent):

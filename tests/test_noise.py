@@ -54,7 +54,7 @@ def test_policy_shares_latent_but_not_action_noise(mode):
   agent = models.Dreamer(tiny_config(latent_noise=mode), 2)
   image = np.repeat(random_batch(agent._c, 2)['image'][0, :1], 3, 0)
   latent, action = agent.initial_state(3)
-  action, latent = agent.policy(image, latent, action, True)
+  action, latent = agent.policy({'image': image}, latent, action, True)
   stoch = latent['stoch'].numpy()
   assert (spread_over_batch(stoch) < 1e-6) == (mode == 'shared')
   assert spread_over_batch(action.numpy()) > 1e-3

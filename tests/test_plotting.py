@@ -1,6 +1,7 @@
 """plotting.py: reading runs, pooling and binning, the figure, the CSV and
 the command line's errors."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -321,3 +322,22 @@ def test_command_line_error_has_no_traceback(tmp_path, reference):
   assert result.returncode == 2
   assert result.stderr.splitlines() == [
       f'plotting.py: error: no metrics.jsonl in {tmp_path / "missing"}']
+
+
+def test_max_step_leaves_out_later_points(tmp_path):
+  run = tmp_path / 'dmc_cartpole_balance'
+  run.mkdir()
+  lines = [{'step': step, 'test/return': float(step)} for step in (10, 20, 30)]
+  (run / 'metrics.jsonl').write_text(
+      '\n'.join(json.dumps(line) for line in lines) + '\n')
+  reference = tmp_path / 'reference.json'
+  reference.write_text(json.dumps([{
+      'task': 'dmc_cartpole_balance', 'method': 'dreamer', 'seed': '0',
+      'xs': [5, 15, 1000], 'ys': [1.0, 2.0, 3.0]}]))
+  output = tmp_path / 'out.csv'
+  plotting.main(['--logdirs', str(run), '--reference', str(reference),
+                 '--output', str(output), '--format', 'csv', '--bins', '2',
+                 '--max_step', '20'])
+  rows = list(csv.DictReader(output.open()))
+  assert max(float(row['step']) for row in rows) <= 20
+  assert {row['label'] for row in rows} == {'dreamer (original)', 'ours'}

@@ -159,10 +159,10 @@ def test_step_all_in_process(strategy):
 
 
 @pytest.mark.parametrize('task, message', [
-    ('atari_pong', 'Atari needs gym'),
     ('gym_Pendulum', "unknown suite 'gym'"),
     ('dmc_walker', 'dmc_DOMAIN_TASK'),
-    ('dmc', 'dmc_DOMAIN_TASK'),
+    ('dmc', "unknown suite 'dmc'"),
+    ('atari_', "unknown suite 'atari'"),
 ])
 def test_check_task_errors(task, message):
   with pytest.raises(ValueError, match=message):
