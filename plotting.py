@@ -314,11 +314,15 @@ def write_csv(panels, path):
 
 
 def positive_int(text):
-  """argparse type of --bins."""
-  value = int(text)
-  if value < 1:
+  """argparse type of --bins and --max_step: a positive integer, also as
+  1e5."""
+  try:
+    value = float(text)
+  except ValueError:
+    value = 0.0
+  if not (math.isfinite(value) and value >= 1 and value == int(value)):
     raise argparse.ArgumentTypeError(f'{text} is not a positive integer')
-  return value
+  return int(value)
 
 
 def make_parser():

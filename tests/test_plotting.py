@@ -337,7 +337,7 @@ def test_max_step_leaves_out_later_points(tmp_path):
   output = tmp_path / 'out.csv'
   plotting.main(['--logdirs', str(run), '--reference', str(reference),
                  '--output', str(output), '--format', 'csv', '--bins', '2',
-                 '--max_step', '20'])
+                 '--max_step', '2e1'])
   rows = list(csv.DictReader(output.open()))
   assert max(float(row['step']) for row in rows) <= 20
   assert {row['label'] for row in rows} == {'dreamer (original)', 'ours'}
