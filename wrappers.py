@@ -378,9 +378,15 @@ class OneHotAction(Wrapper):
 
 
 def _atari_rom(game):
-  """The ROM path of an Atari game such as 'pong' or 'space_invaders'."""
+  """The ROM path of an Atari game such as 'pong' or 'space_invaders'.
+
+  ale-py ships a few ROMs its emulator does not support (combat, joust,
+  maze_craze, warlords in 0.12): they are not offered.
+  """
+  import ale_py
   from ale_py import roms
-  games = roms.get_all_rom_ids()
+  games = [name for name in roms.get_all_rom_ids()
+           if ale_py.ALEInterface.isSupportedROM(roms.get_rom_path(name))]
   if game not in games:
     raise ValueError(
         f"unknown Atari game 'atari_{game}'; allowed: "

@@ -107,6 +107,12 @@ def test_atari_frames_are_the_max_of_the_last_two():
   assert differ > 10
 
 
+def test_unsupported_atari_roms_are_not_offered():
+  with pytest.raises(ValueError, match="unknown Atari game 'atari_joust'"):
+    wrappers.check_task('atari_joust', known=True)
+  wrappers.check_task('atari_space_invaders', known=True)
+
+
 def test_one_hot_actions_are_checked():
   env = wrappers.make_env('atari_pong', 4, 1000)
   env.reset()
