@@ -799,6 +799,8 @@ def run(config, command='python dreamer.py', strategy=None):
     if checkpoint.exists() or tools.previous_path(checkpoint).exists():
       print('Load checkpoint.', flush=True)
       load_checkpoint(checkpoint, model, agent, sampler)
+      progress.update(
+          agent.step, agent.updates, agent.train_seconds, force=True)
     else:
       # The original builds its variables with one real update, so 1 +
       # pretrain updates precede the first test episode.
