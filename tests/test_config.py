@@ -43,9 +43,9 @@ def test_precision_16_without_gpu_says_what_runs():
   assert dreamer.resolve_precision('16', True, True) == ('16', None)
   assert dreamer.resolve_precision('32', False, True) == ('32', None)
   precision, note = dreamer.resolve_precision('16', False, True)
-  assert precision == 'bf16' and 'bfloat16' in note
+  assert precision == '32' and '--precision bf16' in note
   precision, note = dreamer.resolve_precision('16', False, False)
-  assert precision == '32' and 'float32' in note
+  assert precision == '32' and 'float32' in note and 'bf16' not in note
 
 
 def test_exploration():
