@@ -81,9 +81,12 @@ def check_equal(result, single, inputs):
   # Adam's first step moves a weight by about the learning rate (≥ 8e-5);
   # both runs agree far below that. Free nats leave a few layers unmoved.
   assert moved > 0.8 and diff < 1e-6, (diff, moved)
-  for key in ('m/model_loss', 'm/actor_loss', 'm/value_loss',
-              'm/model_grad_norm', 'm/actor_grad_norm', 'm/value_grad_norm'):
+  for key in ('m/model_loss', 'm/actor_loss', 'm/value_loss'):
     np.testing.assert_allclose(result[key], single[key], rtol=1e-5, err_msg=key)
+  # A norm sums millions of squares; summed in another order (per replica,
+  # then averaged) it moves by round-off: 1.2e-5 relative was seen.
+  for key in ('m/model_grad_norm', 'm/actor_grad_norm', 'm/value_grad_norm'):
+    np.testing.assert_allclose(result[key], single[key], rtol=1e-4, err_msg=key)
   return diff
 
 
