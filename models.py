@@ -10,11 +10,12 @@ import tensorflow_probability as tfp
 
 import networks
 import tools
+from config import CHOICES
 
 tfd = tfp.distributions
 
+# Keras dtype policy of each --precision (config.CHOICES['precision']).
 PRECISIONS = {'16': 'mixed_float16', '32': 'float32', 'bf16': 'mixed_bfloat16'}
-OBS = ('image', 'proprio', 'both')
 # How recorded noise splits over replicas: its batch axis.
 NOISE_AXES = {'obs_prior': 0, 'post': 0, 'imag': 1, 'actor': 1}
 
@@ -34,9 +35,10 @@ def preprocess(data, clip_rewards='none', proprio=None):
   """image uint8 → x / 255 − 0.5 (float32); reward through clip_rewards;
   the arrays of `proprio` ({key: event shape}), flattened after their batch
   axes and joined in its order, → `proprio` (float32)."""
-  if clip_rewards not in ('none', 'tanh'):
+  if clip_rewards not in CHOICES['clip_rewards']:
     raise ValueError(
-        f'unknown clip_rewards {clip_rewards!r}; allowed: none, tanh')
+        f'unknown clip_rewards {clip_rewards!r}; allowed: '
+        f'{", ".join(CHOICES["clip_rewards"])}')
   data = dict(data)
   if 'image' in data:
     data['image'] = tf.cast(data['image'], tf.float32) / 255.0 - 0.5
@@ -187,7 +189,7 @@ class Optimizer:
 class Dreamer:
   """World model, actor and value with their optimizers and train step.
 
-  `config` holds the keys of dreamer.defaults(); `action_size` is the
+  `config` holds the keys of config.defaults(); `action_size` is the
   action dimension; `proprio` maps the state arrays that `--obs proprio` or
   `both` feeds to their shapes. `train(data)` takes a batch of (B, T)
   sequences with image uint8 (B, T, 64, 64, 3) (and the state arrays),

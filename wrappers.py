@@ -1,50 +1,29 @@
-"""Environments, their wrappers and the worker processes that run them.
+"""Environments: DeepMind Control and Atari, and the wrappers the original
+puts around them. Everything here runs inside an environment worker
+(workers.py), built there by `make_env`:
 
-On these machines dm_control and TensorFlow cannot share a process, so the
-environment always runs in a worker started with the `spawn` method, and the
-main process talks to it through an `Async` proxy. The stack is:
+  DeepMind Control: DeepMindControl -> ActionRepeat -> NormalizeActions
+                    -> TimeLimit
+  Atari:            Atari -> OneHotAction -> TimeLimit
 
-  worker process (built by `make_env`, never imports TensorFlow):
-    DeepMindControl -> ActionRepeat -> NormalizeActions -> TimeLimit
-  main process (numpy only, episode callbacks run here):
-    Async -> Collect -> RewardObs
+Environment API: `reset()` returns the observation dict, `step(action,
+render=True)` returns `(obs, reward, done, info)` with `info['discount']` a
+float32 scalar; `render=False` skips rendering, and `render_obs()` gives the
+rendered keys of the current state. `obs_space` maps observation keys to
+`Space`, `act_space` is a `Space`. The main process records the episodes
+(driver.py).
 
-`make_async_env` builds the whole stack; `step_all` and `reset_all` step a
-list of such environments under the `--parallel` strategy. All strategies
-use worker processes; with 'thread' the main-side wrappers, and so the
-episode callbacks, run in pool threads (TensorFlow's default summary writer
-is per thread, so callbacks should enter `writer.as_default()` themselves).
-
-Environment API: `reset()` returns the observation dict, `step(action)`
-returns `(obs, reward, done, info)` with `info['discount']` a float32 scalar,
-`obs_space` maps observation keys to `Space`, `act_space` is a `Space`.
-Worker-side environments take `step(action, render=False)` to skip rendering
-and give the rendered keys of the current state through `render_obs()`.
-Main-side wrappers and `Async` take `blocking=False` on `reset` and `step`
-and then return a promise: a callable that waits for and returns the result.
-
-This module must never import TensorFlow, and imports dm_control only inside
-`DeepMindControl`, i.e. in the worker.
+This module never imports TensorFlow; it imports dm_control and ale_py only
+inside the environments, i.e. in the worker.
 """
 
 import collections
-import concurrent.futures
-import contextlib
-import functools
 import multiprocessing
 import os
-import pickle
-import signal
-import sys
-import threading
-import time
-import traceback
-import types
-import weakref
 
 import numpy as np
 
-STRATEGIES = ('none', 'thread', 'process')
+from workers import main_module_hidden
 
 
 class Space(collections.namedtuple(
@@ -86,14 +65,15 @@ def check_task(task, known=False):
   if known:
     lookup = _dmc_domain_task if suite == 'dmc' else _atari_rom
     context = multiprocessing.get_context('spawn')
-    with _main_module_hidden(), context.Pool(1) as pool:
+    with main_module_hidden(), context.Pool(1) as pool:
       pool.apply(lookup, (name,))
   return suite, name
 
 
 def make_env(task, action_repeat, time_limit, size=(64, 64), seed=0,
              image=True, life_done=False):
-  """Worker-side environment; pass it to Async via functools.partial.
+  """The environment of `task`, to build in a worker: pass it to
+  workers.Async through functools.partial.
 
   `image` False leaves DeepMind Control frames unrendered; `life_done`
   ends Atari episodes at every lost life.
@@ -107,17 +87,6 @@ def make_env(task, action_repeat, time_limit, size=(64, 64), seed=0,
     env = ActionRepeat(env, action_repeat)
     env = NormalizeActions(env)
   return TimeLimit(env, time_limit / action_repeat)
-
-
-def make_async_env(
-    task, action_repeat, time_limit, callbacks=(), strategy='none',
-    size=(64, 64), seed=0, timeout=None, image=True, life_done=False):
-  """Worker running `make_env`, wrapped by Collect and RewardObs here."""
-  check_task(task)
-  ctor = functools.partial(
-      make_env, task, action_repeat, time_limit, size=size, seed=seed,
-      image=image, life_done=life_done)
-  return RewardObs(Collect(Async(ctor, strategy, timeout), callbacks))
 
 
 class DeepMindControl:
@@ -207,8 +176,6 @@ def _dmc_domain_task(name, all_tasks=None):
 
 class Wrapper:
   """Forwards everything it does not override to the wrapped environment."""
-
-  nonblocking = False
 
   def __init__(self, env):
     self._env = env
@@ -392,329 +359,3 @@ def _atari_rom(game):
         f"unknown Atari game 'atari_{game}'; allowed: "
         + ', '.join(f'atari_{name}' for name in games))
   return roms.get_rom_path(game)
-
-
-class _MainWrapper(Wrapper):
-  """Wrapper that can sit on an Async proxy: passes `blocking` through."""
-
-  nonblocking = True
-
-  def reset(self, blocking=True):
-    promise = _start(self._env, 'reset')
-    return _finish(lambda: self._after_reset(promise()), blocking)
-
-  def step(self, action, blocking=True):
-    promise = _start(self._env, 'step', action)
-    return _finish(lambda: self._after_step(action, *promise()), blocking)
-
-  def _after_reset(self, obs):
-    return obs
-
-  def _after_step(self, action, obs, reward, done, info):
-    return obs, reward, done, info
-
-
-class Collect(_MainWrapper):
-  """Records episodes; on done passes them to the callbacks here."""
-
-  def __init__(self, env, callbacks=()):
-    super().__init__(env)
-    self._callbacks = list(callbacks)
-    self._episode = None
-
-  def _after_reset(self, obs):
-    action = np.zeros(self._env.act_space.shape, np.float32)
-    self._episode = [dict(obs, action=action, reward=0.0, discount=1.0)]
-    return obs
-
-  def _after_step(self, action, obs, reward, done, info):
-    if self._episode is None:
-      raise RuntimeError('reset the environment before stepping it')
-    discount = info.get('discount', np.float32(1 - float(done)))
-    action = np.array(action, np.float32)
-    self._episode.append(
-        dict(obs, action=action, reward=reward, discount=discount))
-    if done:
-      episode = {
-          key: _episode_array([step[key] for step in self._episode])
-          for key in self._episode[0]}
-      self._episode = None
-      info = dict(info, episode=episode)
-      for callback in self._callbacks:
-        callback(episode)
-    return obs, reward, done, info
-
-
-def _episode_array(values):
-  array = np.array(values)
-  if np.issubdtype(array.dtype, np.floating):
-    return array.astype(np.float32)
-  if np.issubdtype(array.dtype, np.signedinteger):
-    return array.astype(np.int32)
-  return array
-
-
-class RewardObs(_MainWrapper):
-
-  @property
-  def obs_space(self):
-    space = Space((), np.dtype(np.float32), np.float32(-np.inf),
-                  np.float32(np.inf))
-    return dict(self._env.obs_space, reward=space)
-
-  def _after_reset(self, obs):
-    return dict(obs, reward=np.float32(0.0))
-
-  def _after_step(self, action, obs, reward, done, info):
-    return dict(obs, reward=np.float32(reward)), reward, done, info
-
-
-def _start(env, method, *args):
-  """Starts env.method(*args); returns a promise of its result."""
-  if getattr(env, 'nonblocking', False):
-    return getattr(env, method)(*args, blocking=False)
-  result = getattr(env, method)(*args)
-  return lambda: result
-
-
-def _finish(compute, blocking):
-  if blocking:
-    return compute()
-  return _once(compute)
-
-
-def _once(compute):
-  cache = []
-
-  def promise():
-    if not cache:
-      cache.append(compute())
-    return cache[0]
-  return promise
-
-
-def step_all(envs, actions, strategy):
-  """Steps each env with its action; returns the list of step results."""
-  calls = [functools.partial(_start, env, 'step', action)
-           for env, action in zip(envs, actions)]
-  return _run_all(calls, strategy)
-
-
-def reset_all(envs, strategy):
-  """Resets each env; returns the list of observations."""
-  return _run_all([functools.partial(_start, env, 'reset') for env in envs],
-                  strategy)
-
-
-def _run_all(starts, strategy):
-  _check_strategy(strategy)
-  if strategy == 'none':
-    return [start()() for start in starts]
-  if strategy == 'process':
-    return [promise() for promise in [start() for start in starts]]
-  if not starts:
-    return []
-  with concurrent.futures.ThreadPoolExecutor(len(starts)) as pool:
-    return list(pool.map(lambda start: start()(), starts))
-
-
-def _check_strategy(strategy):
-  if strategy not in STRATEGIES:
-    raise ValueError(
-        f"unknown parallel strategy '{strategy}'; allowed: "
-        + ', '.join(STRATEGIES))
-
-
-class WorkerError(RuntimeError):
-  """An environment worker failed, died or stopped answering."""
-
-
-class Async:
-  """Proxy of an environment that runs in a spawned worker process.
-
-  `ctor` builds the environment in the worker; it must be picklable and
-  importable there (a module-level function or a functools.partial of one,
-  not something defined in the main script: the worker does not run it).
-  A worker that raises, dies or takes longer than `timeout` seconds to
-  answer (it is then killed) raises WorkerError here, with its traceback.
-  """
-
-  nonblocking = True
-
-  def __init__(self, ctor, strategy='process', timeout=None):
-    _check_strategy(strategy)
-    self.strategy = strategy
-    context = multiprocessing.get_context('spawn')
-    self._conn, child_conn = context.Pipe()
-    self._process = context.Process(
-        target=_worker, args=(ctor, child_conn), daemon=True)
-    try:
-      with _main_module_hidden():
-        self._process.start()
-    except (pickle.PicklingError, AttributeError, TypeError) as error:
-      self._conn.close()
-      raise TypeError(
-          f'the environment constructor {ctor!r} must be picklable: a '
-          'module-level function or a functools.partial of one') from error
-    finally:
-      child_conn.close()
-    self._timeout = timeout
-    self._lock = threading.Lock()
-    self._next_id = 0
-    self._results = {}
-    self._error = None
-    self._spaces = {}
-    self._finalizer = weakref.finalize(
-        self, _stop_worker, self._conn, self._process)
-
-  @property
-  def pid(self):
-    return self._process.pid
-
-  @property
-  def obs_space(self):
-    return self._space('obs_space')
-
-  @property
-  def act_space(self):
-    return self._space('act_space')
-
-  def access(self, name, blocking=True):
-    return self._request('access', name, (), {}, blocking)
-
-  def call(self, name, *args, blocking=True, **kwargs):
-    return self._request('call', name, args, kwargs, blocking)
-
-  def reset(self, blocking=True):
-    return self.call('reset', blocking=blocking)
-
-  def step(self, action, blocking=True):
-    return self.call('step', action, blocking=blocking)
-
-  def close(self):
-    self._finalizer()
-
-  def _space(self, name):
-    if name not in self._spaces:
-      self._spaces[name] = self.access(name)
-    return self._spaces[name]
-
-  def _request(self, kind, name, args, kwargs, blocking):
-    with self._lock:
-      self._check_usable()
-      request_id = self._next_id
-      self._next_id += 1
-      try:
-        self._conn.send((request_id, kind, name, args, kwargs))
-      except (BrokenPipeError, ConnectionResetError, OSError):
-        self._died()
-    promise = _once(functools.partial(self._receive, request_id))
-    return promise() if blocking else promise
-
-  def _receive(self, request_id):
-    with self._lock:
-      while request_id not in self._results:
-        self._check_usable()
-        request, value = self._read()
-        self._results[request] = value
-      return self._results.pop(request_id)
-
-  def _read(self):
-    waited, last = 0.0, time.monotonic()
-    try:
-      while not self._conn.poll(0.5):
-        if not self._process.is_alive():
-          self._died()
-        now = time.monotonic()
-        # A longer gap means this process was suspended (Ctrl-Z), not that
-        # the worker is slow.
-        waited += min(now - last, 5.0)
-        last = now
-        if self._timeout and waited > self._timeout:
-          self._process.kill()
-          self._fail(
-              f'environment worker {self.pid} did not answer within '
-              f'{self._timeout:g} s and was killed')
-      message = self._conn.recv()
-    except (EOFError, ConnectionResetError):
-      self._died()
-    if message[0] == 'error':
-      lines = message[1].strip().splitlines()
-      self._fail(
-          f'environment worker failed: {lines[-1]}\n'
-          f'worker traceback:\n{message[1]}')
-    return message[1:]
-
-  def _check_usable(self):
-    if self._error:
-      raise WorkerError(self._error)
-    if not self._finalizer.alive:
-      raise WorkerError('environment worker was closed')
-
-  def _died(self):
-    self._process.join(1)
-    self._fail(
-        f'environment worker {self.pid} died with exit code '
-        f'{self._process.exitcode}')
-
-  def _fail(self, message):
-    self._error = message
-    raise WorkerError(message)
-
-
-@contextlib.contextmanager
-def _main_module_hidden():
-  """Keeps spawn from re-running the main script (and its TensorFlow import)
-  in the worker."""
-  main = sys.modules.get('__main__')
-  sys.modules['__main__'] = types.ModuleType('__main__')
-  try:
-    yield
-  finally:
-    sys.modules['__main__'] = main
-
-
-def _stop_worker(conn, process):
-  try:
-    conn.send((None, 'close', None, (), {}))
-  except (OSError, ValueError):
-    pass
-  process.join(5)
-  if process.is_alive():
-    process.terminate()
-    process.join(1)
-  if process.is_alive():
-    process.kill()
-    process.join(1)
-  conn.close()
-
-
-def _worker(ctor, conn):
-  # Ctrl-C reaches the whole process group; the parent does the closing.
-  signal.signal(signal.SIGINT, signal.SIG_IGN)
-  parent = os.getppid()
-  env = None
-  try:
-    env = ctor()
-    while True:
-      if not conn.poll(1.0):
-        if os.getppid() != parent:
-          break
-        continue
-      request_id, kind, name, args, kwargs = conn.recv()
-      if kind == 'close':
-        break
-      value = getattr(env, name)
-      if kind == 'call':
-        value = value(*args, **kwargs)
-      conn.send(('result', request_id, value))
-  except (EOFError, BrokenPipeError, ConnectionResetError):
-    pass
-  except Exception:
-    with contextlib.suppress(OSError):
-      conn.send(('error', traceback.format_exc()))
-  finally:
-    if env is not None and hasattr(env, 'close'):
-      with contextlib.suppress(Exception):
-        env.close()
-    conn.close()

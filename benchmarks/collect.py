@@ -7,8 +7,9 @@
 Runs the agent's policy (dreamer.Agent with its training switched off: the
 encoder, one RSSM posterior step and the actor on each 64x64 frame, then the
 exploration noise), batched over `--envs` worker environments that step at
-once (`--parallel`), at the default config, as `dreamer.py` collects, and
-times it after a warm-up that traces the policy.
+once (`--parallel`), at the default config, through the driver that
+`dreamer.py` collects with (episodes recorded, no files written), and times
+it after a warm-up that traces the policy.
 It prints the rate, the time per agent step split between the policy call
 and the environment, and the cost of rendering one frame; the last line is
 JSON: {"env_steps_per_second": X}.
@@ -24,10 +25,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+import config as config_module  # noqa: E402
+import devices  # noqa: E402
 import dreamer  # noqa: E402  (imports no TensorFlow)
+import tools  # noqa: E402
+from driver import Driver  # noqa: E402
 
 NAMES = {'32': 'float32', '16': 'float16', 'bf16': 'bfloat16'}
-TINY = dict(cnn_depth=4, deter_size=16, stoch_size=4, num_units=16)
 WARMUP = 10
 RENDERS = 20
 
@@ -37,8 +41,8 @@ class ActingAgent(dreamer.Agent):
 
   def __init__(self, config, model):
     super().__init__(
-        config, model, batches=None, logger=None, step=0, progress=None,
-        rng=np.random.default_rng(config.seed))
+        config, model, batches=None, logger=None, step=tools.Counter(),
+        progress=None, rng=np.random.default_rng(config.seed))
 
   def train(self):
     pass
@@ -48,27 +52,22 @@ def make_config(args):
   overrides = dict(task=args.task, envs=args.envs, parallel=args.parallel,
                    obs=args.obs)
   if args.tiny:
-    overrides.update(TINY)
-  return dreamer.make_config(**overrides)
+    overrides['configs'] = ['tiny']
+  return config_module.make_config(**overrides)
 
 
 def resolve_precision(config, precision):
   """`precision` if given, else what dreamer.py runs for its default 16."""
-  has_gpu, _ = dreamer.setup_tensorflow(config)
+  has_gpu, _ = devices.setup_tensorflow(
+      config.seed, config.gpu_growth, config.batch_size)
   if precision:
     return precision
-  return dreamer.resolve_precision('16', has_gpu, dreamer.cpu_has_bf16())[0]
+  return devices.resolve_precision('16', has_gpu, devices.cpu_has_bf16())[0]
 
 
-def act(agent, envs, steps, parallel, carry=None):
-  """Runs `steps` agent steps in all `envs` at once, as `dreamer.simulate`
-  does; returns (policy seconds, total seconds, carry).
-
-  `carry` (observations, dones, agent state) continues where the last call
-  stopped; episodes that end are reset.
-  """
-  count = len(envs)
-  obs, done, state = carry or ([None] * count, np.ones(count, bool), None)
+def act(agent, driver, steps):
+  """Runs `steps` agent steps of all the driver's envs at once; returns
+  (policy seconds, total seconds). Episodes go on across calls."""
   policy_seconds = [0.0]
 
   def timed(*args):
@@ -79,9 +78,8 @@ def act(agent, envs, steps, parallel, carry=None):
 
   start = time.perf_counter()
   for _ in range(steps):
-    obs, done, state = dreamer.step_envs(
-        timed, envs, parallel, obs, done, state)
-  return policy_seconds[0], time.perf_counter() - start, (obs, done, state)
+    driver.step(timed)
+  return policy_seconds[0], time.perf_counter() - start
 
 
 def render_seconds(env, count):
@@ -96,11 +94,12 @@ def measure(config, envs, steps, precision):
   import models
   config.precision = resolve_precision(config, precision)
   proprio = {key: space.shape for key, space in envs[0].obs_space.items()
-             if key not in ('image', 'reward')}
+             if key != 'image'}
   model = models.Dreamer(config, envs[0].act_space.shape[0], proprio=proprio)
   agent = ActingAgent(config, model)
-  _, _, carry = act(agent, envs, WARMUP, config.parallel)
-  policy, total, _ = act(agent, envs, steps, config.parallel, carry)
+  driver = Driver(envs, config.parallel)
+  act(agent, driver, WARMUP)
+  policy, total = act(agent, driver, steps)
   render = render_seconds(envs[0], RENDERS)
   rate = steps * len(envs) * config.action_repeat / total
   ms = lambda seconds: f'{1000 * seconds / steps:.1f} ms'
@@ -134,7 +133,7 @@ def main():
   print(setup(), flush=True)
   steps = args.steps or (20 if args.tiny else 500)
   config = make_config(args)
-  envs = dreamer.make_envs(config, lambda mode, episode: None, 'train')
+  envs = dreamer.make_envs(config, 'train')
   try:
     rate = measure(config, envs, steps, args.precision)
   finally:

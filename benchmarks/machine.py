@@ -28,8 +28,8 @@ def cpu_model():
 def setup():
   """Chooses oneDNN like dreamer.py (before TensorFlow is imported); a line
   naming the CPU, its extensions and the oneDNN state."""
-  import dreamer
-  onednn = dreamer.choose_onednn()
+  import devices
+  onednn = devices.choose_onednn()
   name, extensions = cpu_model()
   return f'CPU: {name} ({", ".join(extensions) or "no AVX2"}). {onednn}'
 

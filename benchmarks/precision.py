@@ -21,10 +21,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.train_step import random_batch  # noqa: E402
+from synthetic import random_batch, recorded_noise  # noqa: E402
 
 LOSSES = ('model_loss', 'image_loss', 'reward_loss', 'actor_loss',
           'value_loss')
+# Small enough for seconds, large enough that cosines are not dominated by
+# a few weights (the `tiny` config's are).
 TINY = dict(cnn_depth=8, deter_size=40, stoch_size=10, num_units=50,
             batch_size=4, batch_length=10, horizon=8)
 
@@ -36,22 +38,12 @@ def cosine(a, b):
   return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
-def noise_for(config, action_size, seed=0):
-  rng = np.random.default_rng(seed)
-  b, t, s, h = (config.batch_size, config.batch_length, config.stoch_size,
-                config.horizon)
-  normal = lambda *shape: rng.normal(size=shape).astype(np.float32)
-  n = b * (t - 1 if config.pcont else t)
-  return {'obs_prior': normal(b, t, s), 'post': normal(b, t, s),
-          'imag': normal(h, n, s), 'actor': normal(h, n, action_size)}
-
-
 def one_update(precision, overrides, action_size, weights, data, noise):
   """(losses, {optimizer: gradients as numpy}, loss scale or None)."""
-  import dreamer
+  import config as config_module
   import models
   import networks
-  config = dreamer.make_config(precision=precision, **overrides)
+  config = config_module.make_config(precision=precision, **overrides)
   agent = models.Dreamer(config, action_size)
   if weights is not None:
     networks.load_weights(agent.modules, weights)
@@ -71,7 +63,7 @@ def one_update(precision, overrides, action_size, weights, data, noise):
 
 def compare(precisions, overrides, action_size):
   data = random_batch(_config(overrides), action_size)
-  noise = noise_for(_config(overrides), action_size)
+  noise = recorded_noise(_config(overrides), action_size)
   ref_losses, ref_grads, _, weights = one_update(
       '32', overrides, action_size, None, data, noise)
   results = {}
@@ -91,8 +83,8 @@ def compare(precisions, overrides, action_size):
 
 
 def _config(overrides):
-  import dreamer
-  return dreamer.make_config(precision='32', **overrides)
+  import config
+  return config.make_config(precision='32', **overrides)
 
 
 def main():

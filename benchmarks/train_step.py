@@ -20,20 +20,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 NAMES = {'32': 'float32', '16': 'float16', 'bf16': 'bfloat16'}
-
-
-def random_batch(config, action_size, seed=0):
-  rng = np.random.default_rng(seed)
-  shape = (config.batch_size, config.batch_length)
-  return {
-      'image': rng.integers(0, 256, shape + (64, 64, 3), dtype=np.uint8),
-      'action': rng.uniform(-1, 1, shape + (action_size,)).astype(np.float32),
-      'reward': rng.normal(size=shape).astype(np.float32),
-      'discount': np.ones(shape, np.float32),
-  }
 
 
 def update_flops(agent, data):
@@ -46,15 +33,13 @@ def update_flops(agent, data):
 
 
 def measure(precision, jit, repeats, warmup, tiny, action_size, configs=()):
-  import dreamer
+  import config as config_module
   import models
   from benchmarks.machine import matmul_peak
-  overrides = dict(precision=precision, jit=jit, configs=list(configs))
-  if tiny:
-    overrides.update(
-        cnn_depth=4, deter_size=16, stoch_size=4, num_units=16, batch_size=4,
-        batch_length=8, horizon=4)
-  config = dreamer.make_config(**overrides)
+  from synthetic import random_batch
+  configs = list(configs) + (['tiny'] if tiny else [])
+  overrides = dict(precision=precision, jit=jit, configs=configs)
+  config = config_module.make_config(**overrides)
   agent = models.Dreamer(config, action_size)
   data = random_batch(config, action_size)
   start = time.perf_counter()
@@ -68,7 +53,7 @@ def measure(precision, jit, repeats, warmup, tiny, action_size, configs=()):
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
   flops = update_flops(
-      models.Dreamer(dreamer.make_config(**{**overrides, 'jit': False}),
+      models.Dreamer(config_module.make_config(**{**overrides, 'jit': False}),
                      action_size), data)
   rate = flops / median / 1e9
   peak = matmul_peak(NAMES[precision])
@@ -103,12 +88,12 @@ def main():
   parser.add_argument('--tiny', action='store_true',
                       help='small networks and batch: a smoke test only')
   parser.add_argument('--configs', nargs='*', default=[],
-                      help="named configs of dreamer.py, e.g. small")
+                      help="named configs of config.py, e.g. small")
   args = parser.parse_args()
   from benchmarks.machine import setup
   print(setup(), flush=True)
-  import dreamer
-  jit = dreamer.defaults()['jit'] if args.jit is None else args.jit == 'True'
+  import config
+  jit = config.defaults()['jit'] if args.jit is None else args.jit == 'True'
   precisions = [args.precision] if args.precision else supported_precisions()
   results = {}
   for precision in precisions:

@@ -3,12 +3,10 @@
 import keras
 import tensorflow as tf
 
-ACTIVATIONS = {
-    'elu': tf.nn.elu,
-    'relu': tf.nn.relu,
-    'swish': tf.nn.swish,
-    'leaky_relu': tf.nn.leaky_relu,
-}
+from config import CHOICES
+
+# The activations --dense_act and --cnn_act allow, by their tf.nn names.
+ACTIVATIONS = {name: getattr(tf.nn, name) for name in CHOICES['dense_act']}
 
 
 def get_act(name):

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from config import CHOICES
 from networks.common import (
     Module, apply_flat, batch_shape, get_act, reshape, to_float32)
 from networks.distributions import OneHotDist, TanhNormal
@@ -11,7 +12,7 @@ from networks.distributions import OneHotDist, TanhNormal
 tfd = tfp.distributions
 
 DENSE_DISTS = ('normal', 'binary')
-ACTION_DISTS = ('tanh_normal', 'onehot')
+ACTION_DISTS = CHOICES['action_dist']
 
 
 class DenseDecoder(Module):

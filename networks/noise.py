@@ -18,7 +18,9 @@ trajectory at an imagination step, gets the same ε. `independent` draws one
 import numpy as np
 import tensorflow as tf
 
-LATENT_NOISE = ('shared', 'independent')
+from config import CHOICES
+
+LATENT_NOISE = CHOICES['latent_noise']
 _TINY = float(np.finfo(np.float32).tiny)
 
 

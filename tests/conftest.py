@@ -1,4 +1,4 @@
-"""Shared fixtures: the reference folder and a tiny agent config."""
+"""The reference folder; the environment every test runs in."""
 
 import os
 import pathlib
@@ -7,8 +7,6 @@ import pytest
 
 # The fast setting dreamer.py chooses, before anything imports TensorFlow.
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
-
-from benchmarks.train_step import random_batch  # noqa: F401  (shared)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -28,13 +26,3 @@ def reference():
         f'reference data not found in {folder} (set DREAMER_REFERENCE_DIR to '
         f'the folder holding {", ".join(names)})')
   return folder
-
-
-TINY = dict(
-    cnn_depth=4, deter_size=16, stoch_size=4, num_units=16, batch_size=3,
-    batch_length=6, horizon=5, jit=False, precision='32')
-
-
-def tiny_config(**overrides):
-  import dreamer
-  return dreamer.make_config(**{**TINY, **overrides})

@@ -41,7 +41,7 @@ def main(mode, inputs, output):
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
   import models
   import networks
-  from conftest import tiny_config
+  from helpers import tiny_config
   with np.load(inputs) as data:
     arrays = dict(data)
   group = lambda prefix: {k[len(prefix):]: v for k, v in arrays.items()

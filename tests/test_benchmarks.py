@@ -5,7 +5,9 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+import pytest
+
+from helpers import ROOT
 
 
 def run_script(name, *flags):
@@ -18,6 +20,7 @@ def run_script(name, *flags):
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_train_step_benchmark_reports_seconds_per_update():
   result = run_script(
       'train_step.py', '--tiny', '--repeats', '1', '--warmup', '1',
@@ -26,6 +29,7 @@ def test_train_step_benchmark_reports_seconds_per_update():
   assert result['float32'] > 0
 
 
+@pytest.mark.slow
 def test_collect_benchmark_reports_env_steps_per_second():
   result = run_script('collect.py', '--tiny')
   assert list(result) == ['env_steps_per_second']

@@ -1,15 +1,17 @@
-"""Flags, config values and the acting helpers of dreamer.py."""
+"""Flags, config values, devices and the exploration noise."""
 
 import pathlib
 
 import numpy as np
 import pytest
 
+import devices
 import dreamer
+from config import CONFIGS, defaults, parse_args
 
 
 def test_flags_parse_like_the_original():
-  config = dreamer.parse_args([
+  config = parse_args([
       '--logdir', '~/runs/x', '--steps', '1e6', '--pcont', 'True',
       '--precision', '32', '--free_nats', '2.5', '--task', 'dmc_cheetah_run'])
   assert config.logdir == pathlib.Path('~/runs/x').expanduser()
@@ -29,22 +31,22 @@ def test_flags_parse_like_the_original():
 ])
 def test_bad_flags_exit_with_a_clear_message(argv, message, capsys):
   with pytest.raises(SystemExit) as info:
-    dreamer.parse_args(argv)
+    parse_args(argv)
   assert info.value.code == 2
   assert message in capsys.readouterr().err
 
 
 def test_every_default_is_a_flag():
-  flags = vars(dreamer.parse_args(['--logdir', 'x']))
-  assert set(flags) == set(dreamer.defaults())
+  flags = vars(parse_args(['--logdir', 'x']))
+  assert set(flags) == set(defaults())
 
 
 def test_precision_16_without_gpu_says_what_runs():
-  assert dreamer.resolve_precision('16', True, True) == ('16', None)
-  assert dreamer.resolve_precision('32', False, True) == ('32', None)
-  precision, note = dreamer.resolve_precision('16', False, True)
+  assert devices.resolve_precision('16', True, True) == ('16', None)
+  assert devices.resolve_precision('32', False, True) == ('32', None)
+  precision, note = devices.resolve_precision('16', False, True)
   assert precision == '32' and '--precision bf16' in note
-  precision, note = dreamer.resolve_precision('16', False, False)
+  precision, note = devices.resolve_precision('16', False, False)
   assert precision == '32' and 'float32' in note and 'bf16' not in note
 
 
@@ -64,27 +66,39 @@ def test_exploration():
 
 
 def test_named_config_overlays_the_defaults_and_flags_override_it():
-  config = dreamer.parse_args(['--logdir', 'x', '--configs', 'small'])
+  config = parse_args(['--logdir', 'x', '--configs', 'small'])
   assert config.configs == ['small']
-  for key, value in dreamer.CONFIGS['small'].items():
+  for key, value in CONFIGS['small'].items():
     assert getattr(config, key) == value
-  assert config.batch_length == dreamer.defaults()['batch_length']
-  config = dreamer.parse_args(
+  assert config.batch_length == defaults()['batch_length']
+  config = parse_args(
       ['--logdir', 'x', '--configs', 'small', '--batch_size', '7'])
   assert config.batch_size == 7 and config.cnn_depth == 16
-  assert dreamer.parse_args(['--logdir', 'x']).configs == []
+  assert parse_args(['--logdir', 'x']).configs == []
 
 
 def test_unknown_config_name_lists_the_known_ones(capsys):
   with pytest.raises(SystemExit) as info:
-    dreamer.parse_args(['--logdir', 'x', '--configs', 'huge'])
+    parse_args(['--logdir', 'x', '--configs', 'huge'])
   assert info.value.code == 2
   assert "unknown config 'huge'; known: small" in capsys.readouterr().err
 
 
 def test_onednn_is_chosen_unless_the_user_did():
   environ = {}
-  assert dreamer.choose_onednn(environ).startswith('oneDNN on')
+  assert devices.choose_onednn(environ).startswith('oneDNN on')
   assert environ['TF_ENABLE_ONEDNN_OPTS'] == '1'
-  message = dreamer.choose_onednn({'TF_ENABLE_ONEDNN_OPTS': '0'})
+  message = devices.choose_onednn({'TF_ENABLE_ONEDNN_OPTS': '0'})
   assert message.startswith('oneDNN off') and 'your setting' in message
+
+
+def test_help_explains_every_flag(capsys):
+  import config
+  with pytest.raises(SystemExit) as info:
+    parse_args(['--help'])
+  assert info.value.code == 0
+  text = ' '.join(capsys.readouterr().out.split())
+  for key, (_, help_text) in config.FLAGS.items():
+    assert help_text and f'--{key} ' in text, key
+    assert ' '.join(help_text.split()) in text, key
+  assert set(config.FLAGS) | {'configs'} == set(defaults())

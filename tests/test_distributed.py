@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, random_batch, tiny_config
+from helpers import ROOT, tiny_config
+from synthetic import random_batch, recorded_noise
 
 SCRIPT = ROOT / 'tests' / 'distributed_update.py'
 
@@ -28,13 +29,12 @@ def free_ports(count):
 def inputs(tmp_path_factory):
   import models
   import networks
-  from test_train import fixed_noise
   config = tiny_config(batch_size=4)
   agent = models.Dreamer(config, 2)
   arrays = {f'w/{k}': v for k, v in networks.export_weights(
       agent.modules).items()}
   arrays.update({f'b/{k}': v for k, v in random_batch(config, 2).items()})
-  arrays.update({f'n/{k}': v for k, v in fixed_noise(config, 2).items()})
+  arrays.update({f'n/{k}': v for k, v in recorded_noise(config, 2).items()})
   path = tmp_path_factory.mktemp('dist') / 'inputs.npz'
   np.savez(path, **arrays)
   return path
@@ -90,6 +90,7 @@ def check_equal(result, single, inputs):
   return diff
 
 
+@pytest.mark.slow
 def test_two_replicas_update_like_one_device(inputs, single):
   output = inputs.parent / 'mirrored.npz'
   finish(launch('mirrored', inputs, output))
@@ -97,6 +98,7 @@ def test_two_replicas_update_like_one_device(inputs, single):
   print(f'two replicas vs one device: largest weight difference {diff:.2e}')
 
 
+@pytest.mark.slow
 def test_two_workers_update_like_one(inputs, single):
   ports = free_ports(2)
   cluster = {'worker': [f'127.0.0.1:{port}' for port in ports]}

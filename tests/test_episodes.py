@@ -1,36 +1,21 @@
 """Episode files, step counts and the training-sequence sampler."""
 
 import os
-import uuid
 
 import numpy as np
 import pytest
 
+import replay
 import tools
-
-
-def make_episode(length, ident=0):
-  """An episode whose arrays record their own index and episode number."""
-  return {
-      'image': np.full((length, 4, 4, 3), ident, np.uint8),
-      'action': np.zeros((length, 2), np.float32),
-      'reward': np.arange(length, dtype=np.float32),
-      'discount': np.ones(length, np.float32),
-      'index': np.arange(length),
-      'ident': np.full(length, ident),
-  }
-
-
-def episode_name(length):
-  return f'20200101T000000-{uuid.uuid4().hex}-{length}.npz'
+from helpers import episode_name, fill, make_episode
 
 
 def test_round_trip(tmp_path):
   episode = make_episode(7)
-  path = tools.save_episode(tmp_path / 'episodes', episode)
-  assert tools.EPISODE_NAME.match(path.name)
-  assert tools.episode_length(path) == 7
-  loaded = tools.load_episode(path)
+  path = replay.save_episode(tmp_path / 'episodes', episode)
+  assert replay.EPISODE_NAME.match(path.name)
+  assert replay.episode_length(path) == 7
+  loaded = replay.load_episode(path)
   assert sorted(loaded) == sorted(episode)
   for key, value in episode.items():
     assert loaded[key].dtype == value.dtype
@@ -41,7 +26,7 @@ def test_unequal_lengths_rejected(tmp_path):
   episode = make_episode(5)
   episode['action'] = episode['action'][:4]
   with pytest.raises(ValueError):
-    tools.save_episode(tmp_path, episode)
+    replay.save_episode(tmp_path, episode)
   assert not list(tmp_path.iterdir())
 
 
@@ -50,7 +35,7 @@ def test_precision_16_files_load_widened(tmp_path):
   np.savez_compressed(
       path, reward=np.ones(3, np.float16), count=np.arange(3, dtype=np.int16),
       image=np.zeros((3, 2, 2, 3), np.uint8))
-  loaded = tools.load_episode(path)
+  loaded = replay.load_episode(path)
   assert loaded['reward'].dtype == np.float32
   assert loaded['count'].dtype == np.int32
   assert loaded['image'].dtype == np.uint8
@@ -58,11 +43,11 @@ def test_precision_16_files_load_widened(tmp_path):
 
 @pytest.mark.parametrize('content', ['garbage', 'truncated'])
 def test_corrupt_file_raises(tmp_path, content):
-  path = tools.save_episode(tmp_path, make_episode(50))
+  path = replay.save_episode(tmp_path, make_episode(50))
   data = path.read_bytes()
   path.write_bytes(b'not a zip' if content == 'garbage' else data[:-40])
   with pytest.raises(ValueError, match='unreadable episode file') as info:
-    tools.load_episode(path)
+    replay.load_episode(path)
   assert str(path) in str(info.value)
   assert '\n' not in str(info.value)
 
@@ -76,7 +61,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     real_replace(src, dst)
 
   monkeypatch.setattr(tools.os, 'replace', replace)
-  path = tools.save_episode(tmp_path, make_episode(4))
+  path = replay.save_episode(tmp_path, make_episode(4))
   (src, listing), = replaced
   assert not str(src).endswith('.npz')
   assert os.path.dirname(src) == str(tmp_path)
@@ -85,25 +70,20 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 
 
 def test_counts_from_names(tmp_path):
-  assert tools.count_steps(tmp_path / 'missing', 2) == 0
-  assert tools.count_episodes(tmp_path / 'missing') == (0, 0)
+  assert replay.count_steps(tmp_path / 'missing', 2) == 0
+  assert replay.count_episodes(tmp_path / 'missing') == (0, 0)
   for length in (501, 101):
     (tmp_path / episode_name(length)).touch()  # Empty: never opened.
   (tmp_path / 'notes.npz').touch()
   (tmp_path / f'.{episode_name(9)}.tmp').touch()
-  assert tools.count_episodes(tmp_path) == (2, 600)
-  assert tools.count_steps(tmp_path, 2) == 1200
-
-
-def fill(directory, lengths):
-  for ident, length in enumerate(lengths):
-    tools.save_episode(directory, make_episode(length, ident))
+  assert replay.count_episodes(tmp_path) == (2, 600)
+  assert replay.count_steps(tmp_path, 2) == 1200
 
 
 def test_windows_stay_inside_episodes(tmp_path):
   lengths = [12, 6, 5, 3, 30]  # Episodes 2 and 3 are too short for 5 + 1.
   fill(tmp_path, lengths)
-  sampler = tools.sample_episodes(tmp_path, 5, seed=0)
+  sampler = replay.EpisodeSampler(tmp_path, 5, seed=0)
   seen = set()
   for _ in range(500):
     seq = next(sampler)
@@ -120,22 +100,22 @@ def test_windows_stay_inside_episodes(tmp_path):
 def test_no_usable_episode_raises(tmp_path):
   fill(tmp_path, [5, 3])
   with pytest.raises(RuntimeError, match='more than 5 steps'):
-    next(tools.sample_episodes(tmp_path, 5))
+    next(replay.EpisodeSampler(tmp_path, 5))
 
 
 def test_sampler_skips_unreadable_files(tmp_path, capsys):
   fill(tmp_path, [10])
   (tmp_path / episode_name(40)).write_bytes(b'broken')
-  sampler = tools.sample_episodes(tmp_path, 4, rescan=2, seed=0)
+  sampler = replay.EpisodeSampler(tmp_path, 4, rescan=2, seed=0)
   assert {next(sampler)['ident'][0] for _ in range(20)} == {0}
   assert capsys.readouterr().out.count('unreadable episode file') == 1
 
 
 def test_rescan_finds_new_files(tmp_path):
-  tools.save_episode(tmp_path, make_episode(10, 0))
-  sampler = tools.sample_episodes(tmp_path, 4, rescan=5, seed=1)
+  replay.save_episode(tmp_path, make_episode(10, 0))
+  sampler = replay.EpisodeSampler(tmp_path, 4, rescan=5, seed=1)
   next(sampler)
-  tools.save_episode(tmp_path, make_episode(10, 1))
+  replay.save_episode(tmp_path, make_episode(10, 1))
   assert {next(sampler)['ident'][0] for _ in range(4)} == {0}
   assert 1 in {next(sampler)['ident'][0] for _ in range(50)}
 
@@ -147,24 +127,24 @@ def test_deterministic_and_resumable(tmp_path):
     return [(s['ident'][0], s['index'][0]) for s in
             (next(sampler) for _ in range(count))]
 
-  first = tools.sample_episodes(tmp_path, 4, rescan=7, seed=3)
-  second = tools.sample_episodes(tmp_path, 4, rescan=7, seed=3)
+  first = replay.EpisodeSampler(tmp_path, 4, rescan=7, seed=3)
+  second = replay.EpisodeSampler(tmp_path, 4, rescan=7, seed=3)
   assert stream(first, 30) == stream(second, 30)
   state = first.get_state()
   expected = stream(first, 30)
-  resumed = tools.sample_episodes(tmp_path, 4, rescan=7, seed=99)
+  resumed = replay.EpisodeSampler(tmp_path, 4, rescan=7, seed=99)
   resumed.set_state(state)
   assert stream(resumed, 30) == expected
-  other = tools.sample_episodes(tmp_path, 4, rescan=7, seed=4)
+  other = replay.EpisodeSampler(tmp_path, 4, rescan=7, seed=4)
   assert stream(other, 30) != stream(second, 30)
 
 
 def test_balance_covers_episode_end(tmp_path):
   fill(tmp_path, [20])
-  plain = tools.sample_episodes(tmp_path, 5, seed=0)
+  plain = replay.EpisodeSampler(tmp_path, 5, seed=0)
   starts = {next(plain)['index'][0] for _ in range(400)}
   assert starts == set(range(15))
-  balanced = tools.sample_episodes(tmp_path, 5, balance=True, seed=0)
+  balanced = replay.EpisodeSampler(tmp_path, 5, balance=True, seed=0)
   starts = [next(balanced)['index'][0] for _ in range(400)]
   assert set(starts) == set(range(16))
   assert starts.count(15) > 400 * 0.15  # 5 of 20 draws land on the end.
@@ -172,7 +152,7 @@ def test_balance_covers_episode_end(tmp_path):
 
 def test_batches(tmp_path):
   fill(tmp_path, [12, 30])
-  batch = next(tools.batches(tools.sample_episodes(tmp_path, 6, seed=0), 3))
+  batch = next(replay.batches(replay.EpisodeSampler(tmp_path, 6, seed=0), 3))
   assert batch['image'].shape == (3, 6, 4, 4, 3)
   assert batch['action'].shape == (3, 6, 2)
   assert batch['reward'].shape == (3, 6)

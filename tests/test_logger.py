@@ -6,7 +6,7 @@ import re
 import imageio.v3 as iio
 import numpy as np
 
-import tools
+import logger as logger_module
 
 
 def read_events(logdir):
@@ -22,14 +22,13 @@ def read_events(logdir):
 
 
 def test_logger_writes_everything(tmp_path):
-  logger = tools.Logger(tmp_path / 'log')
+  logger = logger_module.Logger(tmp_path / 'log')
   logger.scalar('model_loss', np.float32(1.5))
   logger.scalar('div', 3)
   logger.write(step=10, fps=True, prefix='agent')
   logger.scalar('train/return', 7.25)
   rng = np.random.default_rng(0)
   logger.video('train/video', rng.uniform(size=(2, 6, 8, 8, 3)))
-  logger.image('frame', rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
   logger.write(step=20, prefix='sim')
   logger.scalar('model_loss', 1.0)
   logger.write(step=30, fps=True, prefix='agent')
@@ -46,13 +45,12 @@ def test_logger_writes_everything(tmp_path):
   events = read_events(logdir)
   assert set(events) == {
       ('agent/model_loss', 10), ('agent/div', 10), ('sim/train/return', 20),
-      ('sim/train/video', 20), ('sim/frame', 20), ('agent/model_loss', 30),
+      ('sim/train/video', 20), ('agent/model_loss', 30),
       ('agent/fps', 30)}
   assert events['agent/model_loss', 10].simple_value == 1.5
   video = events['sim/train/video', 20].image
   assert video.encoded_image_string.startswith(b'GIF')
   assert (video.height, video.width) == (8, 16)
-  assert events['sim/frame', 20].image.encoded_image_string[1:4] == b'PNG'
 
   gif = logdir / 'videos' / 'sim_train_video-20.gif'
   frames = iio.imread(gif.read_bytes(), index=None)
@@ -61,7 +59,7 @@ def test_logger_writes_everything(tmp_path):
 
 
 def test_uint8_grayscale_video(tmp_path):
-  logger = tools.Logger(tmp_path)
+  logger = logger_module.Logger(tmp_path)
   frames = np.arange(4 * 5 * 5, dtype=np.uint8).reshape(4, 5, 5, 1) * 2
   logger.video('openl', frames)
   logger.write(step=3)
@@ -74,8 +72,7 @@ def test_uint8_grayscale_video(tmp_path):
 
 
 def test_progress_line_estimates_time_left_from_the_schedule():
-  import dreamer
-  progress = dreamer.Progress(10_000, 0, updates_per_step=0.1)
+  progress = logger_module.Progress(10_000, 0, updates_per_step=0.1)
   progress.collected(1000, 10.0)  # 100 env steps/s while collecting.
   progress.train_return, progress.test_return = 12.5, None
   progress.replay = lambda: 3 * 2 ** 29
@@ -88,10 +85,9 @@ def test_progress_line_estimates_time_left_from_the_schedule():
 
 
 def test_progress_tracks_collection_time_without_training(monkeypatch):
-  import dreamer
   clock = iter([0.0, 0.0, 10.0, 25.0])
-  monkeypatch.setattr(dreamer.time, 'time', lambda: next(clock))
-  progress = dreamer.Progress(1000, 0)
+  monkeypatch.setattr(logger_module.time, 'time', lambda: next(clock))
+  progress = logger_module.Progress(1000, 0)
   progress.track(0, 0.0)
   progress.track(200, 0.0)
   progress.track(400, 5.0)  # 5 of these 15 seconds were training.

@@ -2,46 +2,25 @@
 
 import itertools
 import json
-import os
-import pathlib
 import re
-import subprocess
-import sys
-import time
+import shutil
 
 import numpy as np
 import pytest
 
+import checkpoint
 import dreamer
+import logger
+import replay
 import tools
+from config import make_config
+from helpers import (
+    StubModel, last_updates, read_metrics, run_dreamer, schedule)
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY_FLAGS = [
-    '--task', 'dmc_cartpole_balance', '--prefill', '60', '--time_limit', '40',
-    '--eval_every', '80', '--log_every', '40', '--train_every', '40',
-    '--train_steps', '2', '--pretrain', '3', '--batch_size', '3',
-    '--batch_length', '8', '--cnn_depth', '4', '--deter_size', '16',
-    '--stoch_size', '4', '--num_units', '16', '--horizon', '4',
-    '--precision', '32', '--seed', '3']
 AGENT_METRICS = {
     'model_grad_norm', 'value_grad_norm', 'actor_grad_norm', 'prior_ent',
     'post_ent', 'image_loss', 'reward_loss', 'div', 'model_loss',
     'value_loss', 'actor_loss', 'action_ent', 'expl_amount'}
-
-
-def run_dreamer(logdir, steps, flags=TINY_FLAGS):
-  env = dict(os.environ, PYTHONUNBUFFERED='1')
-  result = subprocess.run(
-      [sys.executable, str(ROOT / 'dreamer.py'), '--logdir', str(logdir),
-       '--steps', str(steps)] + list(flags),
-      capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  return result.stdout
-
-
-def read_metrics(logdir):
-  lines = (logdir / 'metrics.jsonl').read_text().splitlines()
-  return [json.loads(line) for line in lines]
 
 
 @pytest.fixture(scope='module')
@@ -51,6 +30,7 @@ def first_run(tmp_path_factory):
   return logdir, output, read_metrics(logdir)
 
 
+@pytest.mark.slow
 def test_episode_files(first_run):
   logdir, _, _ = first_run
   files = sorted((logdir / 'episodes').glob('*.npz'))
@@ -68,6 +48,7 @@ def test_episode_files(first_run):
       np.testing.assert_array_equal(episode['action'][0], 0)
 
 
+@pytest.mark.slow
 def test_metrics_and_logs(first_run):
   logdir, output, metrics = first_run
   agent = [m for m in metrics if 'model_loss' in m]
@@ -88,13 +69,16 @@ def test_metrics_and_logs(first_run):
   assert 'Training for 3 steps.' in output
   saved = json.loads((logdir / 'config.json').read_text())
   assert saved['batch_length'] == 8 and saved['task'] == 'dmc_cartpole_balance'
-  assert saved['configs'] == [] and saved['latent_noise'] == 'shared'
+  assert saved['configs'] == ['tiny'] and saved['latent_noise'] == 'shared'
   assert re.search(r'^oneDNN (on|off)', output, re.M)
   assert 'Training for 1 step (initial update).' in output
 
 
-def test_checkpoint_and_resume(first_run):
-  logdir, first_output, metrics = first_run
+@pytest.mark.slow
+def test_checkpoint_and_resume(first_run, tmp_path):
+  first, first_output, metrics = first_run
+  logdir = tmp_path / 'run'
+  shutil.copytree(first, logdir)  # The other tests keep the first run as is.
   assert (logdir / 'variables.pkl').exists()
   assert not list(logdir.glob('*.tmp'))
   last_step = max(m['step'] for m in metrics)
@@ -109,43 +93,16 @@ def test_checkpoint_and_resume(first_run):
   assert max(m['step'] for m in resumed) >= 240
   assert len(list((logdir / 'episodes').glob('*.npz'))) > episodes
   assert last_updates(output) > last_updates(first_output)
-  from test_faults import schedule
-  steps = tools.count_steps(logdir / 'episodes', 2)
+  steps = replay.count_steps(logdir / 'episodes', 2)
   assert last_updates(first_output) == schedule(160)
   assert last_updates(output) == schedule(steps)
-
-
-def last_updates(output):
-  """The update count of the last progress line."""
-  return int(re.findall(r'updates ([\d,]+) \(', output)[-1].replace(',', ''))
-
-
-class _Action:
-
-  def __init__(self, value):
-    self._value = value
-
-  def numpy(self):
-    return self._value
-
-
-class _StubModel:
-  """Stands in for models.Dreamer: zero actions, no state."""
-
-  obs_keys = ['image']
-
-  def initial_state(self, batch_size):
-    return {}, np.zeros((batch_size, 1), np.float32)
-
-  def policy(self, obs, latent, action, training):
-    return _Action(np.zeros((len(obs['image']), 1), np.float32)), latent
 
 
 class _CountingAgent(dreamer.Agent):
 
   def __init__(self, config, step):
-    super().__init__(config, _StubModel(), None, None, step, None,
-                     np.random.default_rng(0))
+    super().__init__(config, StubModel(), None, None, tools.Counter(step),
+                     None, np.random.default_rng(0))
     self.trainings = []
 
   def train(self):
@@ -153,7 +110,7 @@ class _CountingAgent(dreamer.Agent):
 
 
 def test_training_is_due_in_evaluation_calls_too():
-  config = dreamer.make_config(train_every=1000, action_repeat=2)
+  config = make_config(train_every=1000, action_repeat=2)
   agent = _CountingAgent(config, step=5000)
   obs = {'image': np.zeros((1, 64, 64, 3), np.uint8)}
   for _ in range(3):  # A test episode right after prefill: pretrain first.
@@ -161,39 +118,45 @@ def test_training_is_due_in_evaluation_calls_too():
   assert agent.trainings == [5000] and agent.step == 5000
   for _ in range(500):  # 1,000 environment steps of collection.
     agent(obs, np.array([False]), training=True)
+    agent._step.increment(2)  # What the training driver's on_step does.
   assert agent.trainings == [5000] and agent.step == 6000
   agent(obs, np.array([False]), training=False)
   assert agent.trainings == [5000, 6000]
 
 
-class _InterruptedModel(_StubModel):
-  """Two updates of 50 ms, then Ctrl-C during the third."""
+class _InterruptedModel(StubModel):
+  """Two updates of 50 ms on a fake clock, then Ctrl-C during the third."""
 
   calls = 0
+
+  def __init__(self, clock):
+    self.clock = clock
 
   def train(self, data):
     self.calls += 1
     if self.calls == 3:
       raise KeyboardInterrupt
-    time.sleep(0.05)
+    self.clock[0] += 0.05
     return {'model_loss': 1.0}
 
 
-def test_interrupted_training_is_finished_after_a_resume():
-  config = dreamer.make_config(log_images=False, pretrain=10)
+def test_interrupted_training_is_finished_after_a_resume(monkeypatch):
+  clock = [100.0]
+  monkeypatch.setattr(dreamer.time, 'time', lambda: clock[0])
+  config = make_config(log_images=False, pretrain=10)
   agent = dreamer.Agent(
-      config, _InterruptedModel(), itertools.repeat({}), None, 0,
-      dreamer.Progress(1000, 0), np.random.default_rng(0))
+      config, _InterruptedModel(clock), itertools.repeat({}), None,
+      tools.Counter(), logger.Progress(1000, 0), np.random.default_rng(0))
   obs = {'image': np.zeros((1, 64, 64, 3), np.uint8)}
   with pytest.raises(KeyboardInterrupt):
     agent(obs, np.array([True]))
   assert agent.updates == 2
-  assert 0.1 <= agent.train_seconds < 1.0
-  model = _InterruptedModel()
+  assert agent.train_seconds == pytest.approx(0.1)
+  model = _InterruptedModel(clock)
   model.calls = -100
   resumed = dreamer.Agent(
-      config, model, itertools.repeat({}), None, 0,
-      dreamer.Progress(1000, 0), np.random.default_rng(0))
+      config, model, itertools.repeat({}), None, tools.Counter(),
+      logger.Progress(1000, 0), np.random.default_rng(0))
   resumed.set_state(agent.get_state())
   resumed(obs, np.array([True]))  # The 8 updates left of the pretrain.
   resumed(obs, np.array([False]))
@@ -204,13 +167,13 @@ def test_checkpoint_without_agent_state_is_a_clear_error(tmp_path, capsys):
   import pickle
   path = tmp_path / 'variables.pkl'
   path.write_bytes(pickle.dumps({'model': {}, 'agent': {}, 'sampler': {}}))
-  model = _StubModel()
+  model = StubModel()
   model.set_state = lambda state: None
   agent = dreamer.Agent(
-      dreamer.make_config(), model, None, None, 0, None,
+      make_config(), model, None, None, tools.Counter(), None,
       np.random.default_rng(0))
   with pytest.raises(SystemExit) as info:
-    dreamer.load_checkpoint(path, model, agent, sampler=None)
+    checkpoint.load_checkpoint(path, model, agent, sampler=None)
   assert info.value.code == 2
   error = capsys.readouterr().err
   assert re.search(r"cannot resume from .*KeyError\('train_last'\)", error)

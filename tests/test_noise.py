@@ -6,7 +6,8 @@ import tensorflow as tf
 
 import models
 import networks
-from conftest import random_batch, tiny_config
+from helpers import tiny_config
+from synthetic import random_batch
 
 
 def latent_eps(state):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import plotting
-from conftest import ROOT
+from helpers import ROOT
 
 TASK = 'dmc_cartpole_balance'
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'

@@ -2,9 +2,11 @@
 
 import keras
 import numpy as np
+import pytest
 
 import models
-from conftest import random_batch, tiny_config
+from helpers import tiny_config
+from synthetic import random_batch
 
 # The image log-likelihood holds a constant 12288 · log √(2π) ≈ 11292.
 IMAGE_CONSTANT = 11292
@@ -38,6 +40,7 @@ def model_loss_excess(precision, seed=0, model_lr=1e-3):
   return excess[0], float(np.mean(excess[-20:]))
 
 
+@pytest.mark.slow
 def test_bfloat16_learns_as_well_as_float32():
   start32, final32 = model_loss_excess('32')
   start16, final16 = model_loss_excess('bf16')
@@ -46,6 +49,7 @@ def test_bfloat16_learns_as_well_as_float32():
   assert abs(final16 / final32 - 1) < 0.15, (final16, final32)
 
 
+@pytest.mark.slow
 def test_lower_precision_gradients_point_where_float32_ones_do():
   from benchmarks.precision import TINY, compare
   results = compare(['bf16', '16'], dict(TINY), 2)

@@ -8,7 +8,7 @@ import pytest
 import models
 import networks
 import tools
-from conftest import tiny_config
+from helpers import tiny_config
 
 RTOL, ATOL = 1e-4, 1e-5
 OUTPUTS = (

@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pytest
 
-import dreamer
 import models
 import networks
+from config import make_config
 from conftest import reference_dir
 
 VARIANTS = ('default', 'pcont')
@@ -75,7 +75,7 @@ def our_step(arrays, weights, variant, latent_noise='shared'):
   draws of either latent noise mode.
   """
   original = json.loads(str(arrays[f'{variant}/config']))
-  config = dreamer.make_config(
+  config = make_config(
       precision='32', latent_noise=latent_noise,
       **{k: original[k] for k in SMALL_KEYS})
   agent = models.Dreamer(config, original['A'])

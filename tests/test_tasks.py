@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 import dreamer
+import replay
 import models
 import networks
 import tools
 import wrappers
-from conftest import tiny_config
-from test_loop import TINY_FLAGS, read_metrics, run_dreamer
+from helpers import read_metrics, run_dreamer, tiny_config, tiny_flags as flags
 
 ATARI_FLAGS = [
     '--task', 'atari_pong', '--action_repeat', '4', '--time_limit', '160',
@@ -21,17 +21,11 @@ ATARI_FLAGS = [
     '--expl_min', '0.1', '--kl_scale', '0.1', '--clip_rewards', 'tanh']
 
 
-def flags(*extra):
-  """TINY_FLAGS with `extra` overriding keys of it."""
-  merged = dict(zip(TINY_FLAGS[::2], TINY_FLAGS[1::2]))
-  merged.update(dict(zip(extra[::2], extra[1::2])))
-  return [item for pair in merged.items() for item in pair]
-
-
 def episodes_of(logdir):
-  return [tools.load_episode(p) for p in tools.list_episodes(logdir / 'episodes')]
+  return [replay.load_episode(p) for p in replay.list_episodes(logdir / 'episodes')]
 
 
+@pytest.mark.slow
 def test_atari_pong_trains_with_the_papers_flags(tmp_path):
   run_dreamer(tmp_path, 400, flags(*ATARI_FLAGS))
   episodes = episodes_of(tmp_path)
@@ -49,6 +43,7 @@ def test_atari_pong_trains_with_the_papers_flags(tmp_path):
   assert saved['action_dist'] == 'onehot' and saved['expl'] == 'epsilon_greedy'
 
 
+@pytest.mark.slow
 def test_proprio_trains_without_rendering(tmp_path):
   run_dreamer(tmp_path, 160, flags('--obs', 'proprio'))
   for episode in episodes_of(tmp_path):
@@ -58,13 +53,14 @@ def test_proprio_trains_without_rendering(tmp_path):
   assert agent and 'proprio_loss' in agent[0] and 'image_loss' not in agent[0]
 
 
+@pytest.mark.slow
 def test_two_environment_processes(tmp_path):
   output = run_dreamer(tmp_path, 240, flags('--envs', '2', '--parallel',
                                             'process'))
-  episodes = tools.list_episodes(tmp_path / 'episodes')
+  episodes = replay.list_episodes(tmp_path / 'episodes')
   assert len(episodes) >= 4 and len(episodes) % 2 == 0
   assert output.count('Test episode of length 40') >= 4  # Two per evaluation.
-  first = [tools.load_episode(p)['image'][1] for p in episodes[-2:]]
+  first = [replay.load_episode(p)['image'][1] for p in episodes[-2:]]
   assert not np.array_equal(*first)  # Seeded apart.
 
 

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 import models
-from conftest import random_batch, tiny_config
+from helpers import tiny_config
+from synthetic import random_batch, recorded_noise
 
 SPEC_METRICS = {
     'model_grad_norm', 'value_grad_norm', 'actor_grad_norm', 'prior_ent',
@@ -26,8 +27,8 @@ def changed(before, variables):
 
 
 @pytest.mark.parametrize('precision,pcont,jit', [
-    ('32', False, True), ('32', True, False), ('16', False, False),
-    ('bf16', True, False)])
+    pytest.param('32', False, True, marks=pytest.mark.slow),  # XLA: 25 s.
+    ('32', True, False), ('16', False, False), ('bf16', True, False)])
 def test_train_step_returns_finite_spec_metrics(precision, pcont, jit):
   config = tiny_config(precision=precision, pcont=pcont, jit=jit)
   agent = models.Dreamer(config, 2)
@@ -189,19 +190,10 @@ def test_weight_decay_pattern_sees_optimizer_module_layer_weight_names():
   assert agent.actor_opt.decayed_names == []
 
 
-def fixed_noise(config, action_size, seed=0):
-  rng = np.random.default_rng(seed)
-  b, t, s, h = (config.batch_size, config.batch_length, config.stoch_size,
-                config.horizon)
-  normal = lambda *shape: rng.normal(size=shape).astype(np.float32)
-  return {'obs_prior': normal(b, t, s), 'post': normal(b, t, s),
-          'imag': normal(h, b * t, s), 'actor': normal(h, b * t, action_size)}
-
-
 def test_update_applies_the_computed_gradients():
   config = tiny_config(weight_decay=0.01, weight_decay_pattern='kernel')
   agent = models.Dreamer(config, 2)
-  data, noise = random_batch(config, 2), fixed_noise(config, 2)
+  data, noise = random_batch(config, 2), recorded_noise(config, 2)
   before = {opt.name: snapshot(opt.variables) for opt in agent.optimizers}
   computed, grads, _ = agent.gradients(data, noise)
   metrics = agent.train(data, noise)
