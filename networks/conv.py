@@ -5,7 +5,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from networks.common import Module, batch_shape, get_act, reshape, to_float32
+from networks.common import (
+    Module, add_bias, batch_shape, get_act, reshape, to_float32)
 
 tfd = tfp.distributions
 
@@ -35,16 +36,19 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
   def call(self, inputs):
     kernel = tf.cast(self.kernel, self.compute_dtype)
     size, height, width = self.kernel_size[0], inputs.shape[1], inputs.shape[2]
-    if not (height == width == 1 or self._use_phases):
-      return super().call(inputs)
     if height == 1 and width == 1:
       matrix = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [inputs.shape[-1], -1])
       outputs = tf.reshape(
           tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), matrix),
           [-1, size, size, self.filters])
-    else:
+    elif self._use_phases:
       outputs = self._phases(inputs, kernel, size, height, width)
-    outputs = outputs + tf.cast(self.bias, self.compute_dtype)
+    else:
+      outputs = keras.ops.conv_transpose(
+          inputs, kernel, strides=list(self.strides), padding=self.padding,
+          output_padding=self.output_padding,
+          dilation_rate=self.dilation_rate, data_format=self.data_format)
+    outputs = add_bias(outputs, tf.cast(self.bias, self.compute_dtype))
     return self.activation(outputs) if self.activation else outputs
 
   def _phases(self, inputs, kernel, size, height, width):
@@ -63,6 +67,17 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
     return outputs[:, :out_height, :out_width]
 
 
+class Conv2D(keras.layers.Conv2D):
+  """Keras's Conv2D, whose bias gradient sums in float32 (`add_bias`) when
+  it computes in 16 bits; the same layer and weights in float32."""
+
+  def call(self, inputs):
+    if self.compute_dtype == 'float32':
+      return super().call(inputs)
+    outputs = add_bias(self.convolution_op(inputs, self.kernel), self.bias)
+    return self.activation(outputs) if self.activation else outputs
+
+
 class ConvEncoder(Module):
   """Four stride-2 4×4 convolutions with depth·(1, 2, 4, 8) filters.
 
@@ -76,7 +91,7 @@ class ConvEncoder(Module):
     act = get_act(act)
     shape = (None,) + self._image_shape
     for index, mult in enumerate((1, 2, 4, 8)):
-      layer = keras.layers.Conv2D(
+      layer = Conv2D(
           mult * depth, 4, 2, activation=act, dtype=self.dtype_policy,
           name=f'h{index + 1}')
       self.add(f'h{index + 1}', layer, shape)

@@ -6,7 +6,7 @@ import tensorflow_probability as tfp
 
 import tools
 from networks import noise
-from networks.common import Module, to_float32
+from networks.common import Module, add_bias, to_float32
 
 tfd = tfp.distributions
 
@@ -137,8 +137,9 @@ def gru_step(x, h, kernel, recurrent_kernel, bias):
     raise ValueError(
         f'gru_step needs a reset_after GRU kernel (…, {3 * units}) and bias '
         f'(2, {3 * units}), got {kernel.shape} and {bias.shape}')
-  x_z, x_r, x_c = tf.split(tf.matmul(x, kernel) + bias[0], 3, -1)
-  h_z, h_r, h_c = tf.split(tf.matmul(h, recurrent_kernel) + bias[1], 3, -1)
+  x_z, x_r, x_c = tf.split(add_bias(tf.matmul(x, kernel), bias[0]), 3, -1)
+  h_z, h_r, h_c = tf.split(
+      add_bias(tf.matmul(h, recurrent_kernel), bias[1]), 3, -1)
   z = tf.sigmoid(x_z + h_z)
   r = tf.sigmoid(x_r + h_r)
   candidate = tf.tanh(x_c + r * h_c)

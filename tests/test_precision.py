@@ -58,3 +58,41 @@ def test_lower_precision_gradients_point_where_float32_ones_do():
       assert figures[f'{name}_grad_cosine'] > 0.9, (precision, name, figures)
     for name in ('model_loss', 'value_loss'):
       assert figures[f'{name}_rel_diff'] < 0.05, (precision, name, figures)
+
+
+@pytest.mark.parametrize('policy', ['mixed_float16', 'mixed_bfloat16'])
+def test_bias_gradients_sum_in_float32_at_16_bit_compute(policy):
+  """Σ over many positions of unit gradients: a 16-bit sum stalls (at 2,048
+  in float16, 256 in bfloat16); every bias of our layers must count them."""
+  import tensorflow as tf
+  from networks.common import Dense
+  from networks.conv import Conv2D, PhaseConv2DTranspose
+  from networks.rssm import gru_step
+  layers = [
+      (Dense(4, dtype=policy), (3000, 8)),
+      (Dense(4, dtype=policy), (30, 100, 8)),
+      (Conv2D(3, 4, 2, dtype=policy), (4, 64, 64, 3)),
+      (PhaseConv2DTranspose(3, 6, 2, phases=False, dtype=policy), (8, 13, 13, 8)),
+      (PhaseConv2DTranspose(3, 6, 2, dtype=policy), (4, 29, 29, 8)),
+      (PhaseConv2DTranspose(3, 5, 2, dtype=policy), (2000, 1, 1, 8))]
+  for layer, shape in layers:
+    layer.build((None,) + shape[1:])
+    with tf.GradientTape() as tape:
+      outputs = layer(tf.random.normal(shape))
+      loss = tf.reduce_sum(tf.cast(outputs, tf.float32))
+    count = np.prod(outputs.shape[:-1])
+    grad = tape.gradient(loss, layer.bias).numpy()
+    np.testing.assert_allclose(grad, count, rtol=0.01, err_msg=layer.name)
+  dtype = policy.split('_')[1]
+  x, h = tf.ones([3000, 2], dtype), tf.zeros([3000, 4], dtype)
+  kernel, recurrent = tf.zeros([2, 12], dtype), tf.zeros([4, 12], dtype)
+  bias = tf.zeros([2, 12], dtype)
+  with tf.GradientTape() as tape:
+    tape.watch(bias)
+    loss = tf.reduce_sum(tf.cast(gru_step(x, h, kernel, recurrent, bias),
+                                 tf.float32))
+  # Zero weights and state: z = r = ½ and h_new = ½·tanh(b₀ + r·b₁), so
+  # per row ∂h_new/∂b₀ = ½ and ∂h_new/∂b₁ = ¼ for the candidate's biases.
+  grad = tape.gradient(loss, bias).numpy().astype(np.float32)
+  np.testing.assert_allclose(grad[0, 8:], 0.5 * 3000, rtol=0.01)
+  np.testing.assert_allclose(grad[1, 8:], 0.25 * 3000, rtol=0.01)
