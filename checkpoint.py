@@ -1,39 +1,68 @@
-"""Checkpoints: `logdir/variables.pkl`, everything a run needs to resume.
+"""Checkpoints: `logdir/checkpoint.npz`, everything a run needs to resume.
 
 It holds the model's weights (the original's names) and optimizer state,
 the agent's schedule, counters and random state, and the sampler's random
 state; the episodes on disk hold the rest. Written atomically after every
-training burst, the previous one kept as `variables.pkl.prev` until the new
+training burst, the previous one kept as `checkpoint.npz.prev` until the new
 one is whole.
+
+The file cannot hold code: arrays in an npz read with `allow_pickle=False`,
+the rest of the state as JSON inside it. Checkpoints of earlier versions of
+this code (`variables.pkl`, a pickle) are still read, once, by an
+unpickler that admits only arrays, dtypes and plain data, and refuses
+anything else before it is constructed.
 """
 
+import io
+import json
 import os
 import pathlib
 import pickle
+import zipfile
+
+import numpy as np
 
 from config import fail
 from tools import previous_path, write_atomic
 
+NAME = 'checkpoint.npz'
+LEGACY = 'variables.pkl'  # Ours before checkpoint.npz: a pickle.
+_JSON = '__state__.json'
+
+
+def exists(path):
+  """Whether `path`, its previous version or a legacy pickle beside it is
+  there to resume from."""
+  return any(candidate.exists() for candidate in _candidates(path))
+
 
 def save_checkpoint(path, model, agent, sampler):
   """Writes the checkpoint atomically; the one it replaces stays as
-  `variables.pkl.prev` until the new one is complete."""
+  PATH.prev until the new one is complete."""
   state = {
-      'version': 2, 'model': model.get_state(), 'agent': agent.get_state(),
+      'version': 3, 'model': model.get_state(), 'agent': agent.get_state(),
       'sampler': sampler.get_state()}
-  save_pickle(path, state)
+  data = encode(state)
+
+  def write(file):
+    file.write(data)
+    file.flush()
+    os.fsync(file.fileno())
+
+  write_atomic(pathlib.Path(path), write, keep_previous=True)
 
 
 def load_checkpoint(path, model, agent, sampler):
-  """Restores the newest checkpoint that loads and fits, else the previous
-  one with a warning; `fail`s if neither does."""
+  """Restores the newest checkpoint that loads and fits: PATH, PATH.prev,
+  then an earlier version's `variables.pkl` (and its .prev) beside it, with
+  a warning for each that does not; `fail`s if none does. Returns the path
+  it restored from."""
   problems = []
-  for candidate in (path, previous_path(path)):
+  for candidate in _candidates(path):
     if not candidate.exists():
       continue
     try:
-      with candidate.open('rb') as file:
-        state = pickle.load(file)
+      state = read_state(candidate)
       model.set_state(state['model'])
       agent.set_state(state['agent'])
       sampler.set_state(state['sampler'])
@@ -42,9 +71,12 @@ def load_checkpoint(path, model, agent, sampler):
       print(f'Warning: cannot resume from {candidate}: {problems[-1]}',
             flush=True)
       continue
-    if candidate != path:
+    if candidate.name.endswith('.prev'):
       print(f'Warning: resumed from the previous checkpoint {candidate}.',
             flush=True)
+    if LEGACY in candidate.name:
+      print(f'Read {candidate}, a checkpoint of an earlier version of this '
+            f'code; {path.name} is written from now on.', flush=True)
     return candidate
   fail(f'cannot resume from the checkpoints in {path.parent} '
        f'({"; ".join(problems)}): they belong to another config or an older '
@@ -52,18 +84,96 @@ def load_checkpoint(path, model, agent, sampler):
        f'them away')
 
 
-def save_pickle(path, state):
-  """Pickles `state` to `path` atomically and durably; the file it replaces
-  stays as `previous_path(path)` until the new one is complete."""
-
-  def write(file):
-    pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
-    file.flush()
-    os.fsync(file.fileno())
-
-  write_atomic(pathlib.Path(path), write, keep_previous=True)
+def _candidates(path):
+  path = pathlib.Path(path)
+  legacy = path.with_name(LEGACY)
+  return [path, previous_path(path), legacy, previous_path(legacy)]
 
 
-def exists(path):
-  """Whether `path` or its previous version is there to resume from."""
-  return path.exists() or previous_path(path).exists()
+def read_state(path):
+  """The state in a checkpoint file: ours (npz) or a pickle, which is read
+  with `SafeUnpickler`."""
+  data = pathlib.Path(path).read_bytes()
+  if data[:2] == b'PK':
+    return decode(data)
+  return SafeUnpickler(io.BytesIO(data)).load()
+
+
+# --- The format -------------------------------------------------------------
+
+def encode(state):
+  """npz bytes of a nested state: every numpy array one entry, named by its
+  path; the rest (dicts, lists, numbers, strings) one JSON entry in which
+  each array stands as {"__array__": name}."""
+  arrays = {}
+
+  def skeleton(value, name):
+    if isinstance(value, np.ndarray):
+      arrays[name] = value
+      return {'__array__': name}
+    if isinstance(value, np.generic):
+      return value.item()
+    if isinstance(value, dict):
+      if not all(isinstance(key, str) for key in value):
+        raise TypeError(f'checkpoint keys must be strings at {name}')
+      return {key: skeleton(item, _join(name, key))
+              for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+      return [skeleton(item, _join(name, index))
+              for index, item in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+      return value
+    raise TypeError(f'cannot store {type(value).__name__} at {name}')
+
+  text = json.dumps(skeleton(state, ''))
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays, **{_JSON: np.array(text)})
+  return buffer.getvalue()
+
+
+def _join(name, key):
+  return f'{name}/{key}' if name else str(key)
+
+
+def decode(data):
+  """The state `encode` wrote (lists where it had tuples)."""
+  with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+    arrays = {key: npz[key] for key in npz.files}
+
+  def build(value):
+    if isinstance(value, dict):
+      if set(value) == {'__array__'}:
+        return arrays[value['__array__']]
+      return {key: build(item) for key, item in value.items()}
+    if isinstance(value, list):
+      return [build(item) for item in value]
+    return value
+
+  return build(json.loads(str(arrays.pop(_JSON))))
+
+
+class SafeUnpickler(pickle.Unpickler):
+  """Reads pickles of numpy arrays and plain data (dicts, lists, tuples,
+  numbers, strings) and refuses any other class or function, so a pickle
+  cannot run code: the refusal comes when the pickle names it, before
+  anything is built from it."""
+
+  ALLOWED = {
+      ('numpy', 'ndarray'), ('numpy', 'dtype'),
+      ('numpy.core.multiarray', '_reconstruct'),
+      ('numpy.core.multiarray', 'scalar'),
+      ('numpy._core.multiarray', '_reconstruct'),
+      ('numpy._core.multiarray', 'scalar'),
+      ('numpy.core.numeric', '_frombuffer'),
+      ('numpy._core.numeric', '_frombuffer'),
+      ('collections', 'OrderedDict'),
+      ('_codecs', 'encode'),  # How protocol 2 stores bytes.
+  }
+
+  def find_class(self, module, name):
+    if (module, name) in self.ALLOWED or (
+        module == 'numpy' and name.endswith('DType')):
+      return super().find_class(module, name)
+    raise pickle.UnpicklingError(
+        f'refused: the file names {module}.{name}, which is not an array '
+        f'or plain data (a pickle can run code; this one is not loaded)')

@@ -20,7 +20,7 @@ import types
 FLAGS = {
     # General.
     'logdir': (pathlib.Path('.'), 'folder of the run (required): config.json, '
-               'episodes/, metrics.jsonl, variables.pkl; a run there resumes'),
+               'episodes/, metrics.jsonl, checkpoint.npz; a run there resumes'),
     'seed': (0, 'seeds Python, NumPy, TensorFlow, the sampler and the '
              'environments (the original never used it)'),
     'steps': (int(5e6), 'environment steps to train for, prefill included'),

@@ -143,7 +143,7 @@ def build(config, strategy, env, logger, step, progress, rng):
   progress.replay = sampler.memory
   agent = Agent(config, model, replay.batches(sampler, config.batch_size),
                 logger, step, progress, rng)
-  path = config.logdir / 'variables.pkl'
+  path = config.logdir / checkpoint.NAME
   agent.save = functools.partial(
       checkpoint.save_checkpoint, path, model, agent, sampler)
   if checkpoint.exists(path):

@@ -2,6 +2,7 @@
 numeric faults and failing environment workers."""
 
 import functools
+import io
 import itertools
 import json
 import os
@@ -177,7 +178,7 @@ class _Stateful:
 
 
 def saved_states(tmp_path, *values):
-  path = tmp_path / 'variables.pkl'
+  path = tmp_path / checkpoint.NAME
   for value in values:
     parts = [_Stateful(value) for _ in range(3)]
     checkpoint.save_checkpoint(path, *parts)
@@ -186,9 +187,9 @@ def saved_states(tmp_path, *values):
 
 def test_checkpoint_keeps_the_previous_one(tmp_path):
   path = saved_states(tmp_path, 1, 2)
-  assert pickle.loads(path.read_bytes())['model']['value'] == 2
-  assert pickle.loads(
-      tools.previous_path(path).read_bytes())['model']['value'] == 1
+  assert checkpoint.read_state(path)['model']['value'] == 2
+  assert checkpoint.read_state(
+      tools.previous_path(path))['model']['value'] == 1
   assert not list(tmp_path.glob('*.tmp'))
 
 
@@ -199,7 +200,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(
   if damage == 'truncate':
     path.write_bytes(path.read_bytes()[:40])
   elif damage == 'garbage':
-    path.write_bytes(b'not a pickle')
+    path.write_bytes(b'not a checkpoint')
   else:
     path.unlink()
   parts = [_Stateful() for _ in range(3)]
@@ -219,6 +220,79 @@ def test_both_checkpoints_damaged_is_one_line(tmp_path, capsys):
     checkpoint.load_checkpoint(path, *[_Stateful() for _ in range(3)])
   assert info.value.code == 2
   assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def realistic_state():
+  """The kinds of values a checkpoint holds: arrays under original names,
+  lists of optimizer arrays, 128-bit random states, tuples, numpy scalars."""
+  rng = np.random.default_rng(5)
+  rng.normal(size=3)
+  return {
+      'version': 3,
+      'model': {'weights': {'encoder/h1/kernel': np.ones((4, 4, 3, 2),
+                                                         np.float32)},
+                'optimizers': {'model': [np.zeros(3, np.float32),
+                                         np.array(7, np.int64)]}},
+      'agent': {'train_last': 5000, 'train_seconds': 12.5, 'pending': 0,
+                'rng': rng.bit_generator.state,
+                'metrics': {'model_loss': (np.float64(3.5), 2)}},
+      'sampler': {'rng': rng.bit_generator.state, 'count': np.int64(9)}}
+
+
+def test_checkpoint_format_round_trips_without_pickle(tmp_path):
+  state = realistic_state()
+  data = checkpoint.encode(state)
+  with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+    assert 'model/weights/encoder/h1/kernel' in npz.files
+  back = checkpoint.decode(data)
+  np.testing.assert_array_equal(
+      back['model']['weights']['encoder/h1/kernel'],
+      state['model']['weights']['encoder/h1/kernel'])
+  assert back['model']['optimizers']['model'][1] == 7
+  assert back['agent']['rng'] == state['agent']['rng']
+  assert back['agent']['metrics'] == {'model_loss': [3.5, 2]}
+  assert back['sampler']['count'] == 9 and back['agent']['train_seconds'] == 12.5
+  rng = np.random.default_rng()
+  rng.bit_generator.state = back['agent']['rng']
+  twin = np.random.default_rng(5)
+  twin.normal(size=3)
+  assert rng.normal() == twin.normal()
+
+
+class _RunsCode:
+
+  def __reduce__(self):
+    return (os.system, ('touch ran-code',))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path, capsys, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  legacy = tmp_path / checkpoint.LEGACY
+  legacy.write_bytes(pickle.dumps({'model': _RunsCode()}))
+  with pytest.raises(SystemExit) as info:
+    checkpoint.load_checkpoint(
+        tmp_path / checkpoint.NAME, *[_Stateful() for _ in range(3)])
+  assert info.value.code == 2
+  assert not (tmp_path / 'ran-code').exists()
+  captured = capsys.readouterr()
+  assert 'refused: the file names posix.system' in captured.out
+  assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_a_legacy_pickle_checkpoint_is_read_once(tmp_path, capsys):
+  state = realistic_state()
+  state['model'] = {'value': np.float32(4)}
+  state['agent'] = state['sampler'] = {'value': [1, (2, 3)]}
+  (tmp_path / checkpoint.LEGACY).write_bytes(pickle.dumps(state, protocol=4))
+  parts = [_Stateful() for _ in range(3)]
+  path = tmp_path / checkpoint.NAME
+  assert checkpoint.exists(path)
+  assert checkpoint.load_checkpoint(path, *parts) == tmp_path / checkpoint.LEGACY
+  assert parts[0].value == 4 and parts[1].value == [1, (2, 3)]
+  assert 'checkpoint.npz is written from now on' in capsys.readouterr().out
+  checkpoint.save_checkpoint(path, *parts)
+  assert checkpoint.load_checkpoint(path, *parts) == path
+  assert (tmp_path / checkpoint.LEGACY).exists()  # Never removed.
 
 
 # --- Numeric faults ----------------------------------------------------------
@@ -314,7 +388,7 @@ def test_sigterm_finishes_the_update_saves_and_exits_0(tmp_path):
   assert process.returncode == 0, output
   assert 'SIGTERM: stopping after the current update' in output
   assert f'Resume with:\n  python dreamer.py --logdir {tmp_path}' in output
-  assert (tmp_path / 'variables.pkl').exists()
+  assert (tmp_path / checkpoint.NAME).exists()
 
 
 @pytest.mark.slow
@@ -357,4 +431,4 @@ def test_killed_worker_saves_and_exits_non_zero(tmp_path):
   assert process.returncode == 1, output
   assert 'died with exit code -9' in output
   assert 'The checkpoint is saved' in output
-  assert (tmp_path / 'variables.pkl').exists()
+  assert (tmp_path / checkpoint.NAME).exists()

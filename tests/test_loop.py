@@ -79,7 +79,7 @@ def test_checkpoint_and_resume(first_run, tmp_path):
   first, first_output, metrics = first_run
   logdir = tmp_path / 'run'
   shutil.copytree(first, logdir)  # The other tests keep the first run as is.
-  assert (logdir / 'variables.pkl').exists()
+  assert (logdir / checkpoint.NAME).exists()
   assert not list(logdir.glob('*.tmp'))
   last_step = max(m['step'] for m in metrics)
   episodes = len(list((logdir / 'episodes').glob('*.npz')))
@@ -164,9 +164,8 @@ def test_interrupted_training_is_finished_after_a_resume(monkeypatch):
 
 
 def test_checkpoint_without_agent_state_is_a_clear_error(tmp_path, capsys):
-  import pickle
-  path = tmp_path / 'variables.pkl'
-  path.write_bytes(pickle.dumps({'model': {}, 'agent': {}, 'sampler': {}}))
+  path = tmp_path / checkpoint.NAME
+  path.write_bytes(checkpoint.encode({'model': {}, 'agent': {}, 'sampler': {}}))
   model = StubModel()
   model.set_state = lambda state: None
   agent = dreamer.Agent(
