@@ -33,7 +33,7 @@ _JSON = '__state__.json'
 def exists(path):
   """Whether `path`, its previous version or a legacy pickle beside it is
   there to resume from."""
-  return any(candidate.exists() for candidate in _candidates(path))
+  return any(candidate.exists() for candidate in candidates(path))
 
 
 def save_checkpoint(path, model, agent, sampler):
@@ -58,7 +58,7 @@ def load_checkpoint(path, model, agent, sampler):
   a warning for each that does not; `fail`s if none does. Returns the path
   it restored from."""
   problems = []
-  for candidate in _candidates(path):
+  for candidate in candidates(path):
     if not candidate.exists():
       continue
     try:
@@ -84,7 +84,8 @@ def load_checkpoint(path, model, agent, sampler):
        f'them away')
 
 
-def _candidates(path):
+def candidates(path):
+  """Where a checkpoint for `path` may be, newest first."""
   path = pathlib.Path(path)
   legacy = path.with_name(LEGACY)
   return [path, previous_path(path), legacy, previous_path(legacy)]

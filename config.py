@@ -225,7 +225,7 @@ def config_dict(config):
 
 # --- Flags ------------------------------------------------------------------
 
-def fail(message):
+def fail(message, prog='dreamer.py'):
   """Ends the program with one line naming the problem, and exit code 2.
 
   Characters that are not printable (line breaks among them, also in the
@@ -233,15 +233,26 @@ def fail(message):
   """
   line = ''.join(
       char if char.isprintable() else repr(char)[1:-1] for char in str(message))
-  print(f'dreamer.py: error: {line}', file=sys.stderr, flush=True)
+  print(f'{prog}: error: {line}', file=sys.stderr, flush=True)
   raise SystemExit(2)
 
 
-class _Parser(argparse.ArgumentParser):
-  """argparse whose errors are one line (see `fail`), without the usage."""
+class _Formatter(argparse.HelpFormatter):
+
+  def __init__(self, prog, **kwargs):
+    super().__init__(prog, max_help_position=30, **kwargs)
+
+
+class Parser(argparse.ArgumentParser):
+  """argparse whose errors are one line (see `fail`), without the usage,
+  and whose help gives each flag one line on a wide terminal."""
+
+  def __init__(self, prog='dreamer.py', **kwargs):
+    kwargs.setdefault('formatter_class', _Formatter)
+    super().__init__(prog=prog, allow_abbrev=False, **kwargs)
 
   def error(self, message):
-    fail(f'{message} (python dreamer.py --help lists the flags)')
+    fail(f'{message} (python {self.prog} --help lists the flags)', self.prog)
 
 
 def _parser_type(default):
@@ -289,35 +300,38 @@ def parse_args(argv=None):
   `--configs NAME ...` first overlays named configs on the defaults; the
   other flags then override single keys.
   """
-  overlays = '; '.join(f'{name}: {text}' for name, text in CONFIG_HELP.items())
-  parser = _Parser(
-      prog='dreamer.py', allow_abbrev=False,
+  parser = Parser(
       description='Dreamer (Hafner et al., ICLR 2020) on DeepMind Control '
-      'and Atari. Flags are the original\'s; booleans are True or False.',
-      formatter_class=lambda prog: argparse.HelpFormatter(
-          prog, max_help_position=30))
-  parser.add_argument(
-      '--configs', nargs='+', default=[], metavar='NAME',
-      help=f'named overlays of the defaults, before the other flags: '
-      f'{overlays}')
-  first = _Parser(add_help=False, allow_abbrev=False)
+      'and Atari. Flags are the original\'s; booleans are True or False.')
+  first = Parser(add_help=False)
   first.add_argument('--configs', nargs='+', default=[])
   names = first.parse_known_args(argv)[0].configs
   try:
     base = vars(make_config(configs=names))
   except ValueError as error:
     parser.error(str(error))
-  for key, value in base.items():
-    if key != 'configs':
-      parser.add_argument(
-          f'--{key}', type=_parser_type(value), default=value,
-          required=(key == 'logdir'), metavar=_metavar(value),
-          help=_flag_help(key, value))
+  add_config_flags(parser, base)
   args = parser.parse_args(argv)
   try:
     return make_config(**vars(args))
   except ValueError as error:
     parser.error(str(error))
+
+
+def add_config_flags(parser, base, skip=()):
+  """Adds `--configs` and a `--KEY` flag for every config key but `skip`,
+  with the defaults of `base` (a config's values); `logdir` is required."""
+  overlays = '; '.join(f'{name}: {text}' for name, text in CONFIG_HELP.items())
+  parser.add_argument(
+      '--configs', nargs='+', default=list(base['configs']), metavar='NAME',
+      help=f'named overlays of the defaults, before the other flags: '
+      f'{overlays}')
+  for key, value in base.items():
+    if key != 'configs' and key not in skip:
+      parser.add_argument(
+          f'--{key}', type=_parser_type(value), default=value,
+          required=(key == 'logdir'), metavar=_metavar(value),
+          help=_flag_help(key, value))
 
 
 # --- The logdir -------------------------------------------------------------

@@ -252,18 +252,10 @@ class Agent:
 
   def __call__(self, obs, reset, state=None, training=True):
     check_stop()
-    if state is None:
-      state = self._model.initial_state(len(reset))
-    elif reset.any():
-      mask = (1 - reset.astype(np.float32))[:, None]
-      latent, action = state
-      state = ({k: v * mask for k, v in latent.items()}, action * mask)
     if self._pending or self._should_train(self.step):
       self.train()
-    action, latent = self._model.policy(
-        {key: obs[key] for key in self._model.obs_keys}, state[0], state[1],
-        training)
-    action = self._exploration(action.numpy(), training)
+    action, latent = act(self._model, obs, reset, state, training)
+    action = self._exploration(action, training)
     return action, (latent, action)
 
   def train(self, count=None):
@@ -357,6 +349,21 @@ class Agent:
     self._should_pretrain()
     if self._progress:
       self._progress.trained(self.updates, self.train_seconds)
+
+
+def act(model, obs, reset, state, training):
+  """One step of the policy for a batch of environments: (actions as numpy,
+  posterior). `state` is (posterior, previous action), or None at first;
+  environments that were just `reset` start from zeros."""
+  if state is None:
+    state = model.initial_state(len(reset))
+  elif reset.any():
+    mask = (1 - reset.astype(np.float32))[:, None]
+    latent, action = state
+    state = ({k: v * mask for k, v in latent.items()}, action * mask)
+  action, latent = model.policy(
+      {key: obs[key] for key in model.obs_keys}, state[0], state[1], training)
+  return action.numpy(), latent
 
 
 def explore(action, amount, kind, rng):

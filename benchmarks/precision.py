@@ -78,7 +78,7 @@ def compare(precisions, overrides, action_size):
       figures['loss_scale'] = scale
     results[precision] = figures
     print(f'{precision:>4} vs float32: ' + ', '.join(
-        f'{k} {v:.3g}' for k, v in figures.items()), flush=True)
+        f'{k} {v:.6g}' for k, v in figures.items()), flush=True)
   return results
 
 
