@@ -1,14 +1,20 @@
-"""Devices and precision: oneDNN, bfloat16 on CPUs, GPUs and strategies.
+"""Devices and precision: oneDNN, bfloat16 on CPUs, GPUs and strategies,
+and TensorFlow's start-up messages.
 
 `choose_onednn` must run before TensorFlow is imported; `setup_tensorflow`
 imports it.
 """
 
+import contextlib
 import os
 import pathlib
+import re
 import sys
+import tempfile
 
 from config import fail
+
+EXTENSIONS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')
 
 
 def choose_onednn(environ=None):
@@ -31,13 +37,24 @@ def choose_onednn(environ=None):
           f'then take 1.7x as long. Set TF_ENABLE_ONEDNN_OPTS=0 to compare.')
 
 
+def cpu_model():
+  """(model name, the vector extensions of EXTENSIONS it has)."""
+  try:
+    info = pathlib.Path('/proc/cpuinfo').read_text()
+  except OSError:
+    return 'unknown CPU', []
+  names = [line.split(':', 1)[1].strip() for line in info.splitlines()
+           if line.startswith('model name')]
+  flags = next((line.split(':', 1)[1].split() for line in info.splitlines()
+                if line.startswith('flags')), [])
+  return (names[0] if names else 'unknown CPU',
+          [ext for ext in EXTENSIONS if ext in flags])
+
+
 def cpu_has_bf16():
   """Whether this CPU has bfloat16 matrix instructions (AMX or AVX-512)."""
-  try:
-    flags = pathlib.Path('/proc/cpuinfo').read_text()
-  except OSError:
-    return False
-  return 'amx_bf16' in flags or 'avx512_bf16' in flags
+  extensions = cpu_model()[1]
+  return 'amx_bf16' in extensions or 'avx512_bf16' in extensions
 
 
 def resolve_precision(precision, has_gpu, bf16_cpu):
@@ -60,15 +77,75 @@ def resolve_precision(precision, has_gpu, bf16_cpu):
       f'(--precision 32).{hint}')
 
 
+# TensorFlow's C++ lines that say nothing to a user: INFO and WARNING
+# lines (what TF_CPP_MIN_LOG_LEVEL=2 drops, but absl prints those written
+# before it is set up), their continuation lines, and the CUDA errors of a
+# machine without a GPU.
+_LOG_LINE = re.compile(r'^[IWEF]\d{4} ')
+_NOISE = re.compile(
+    r'^[IW]\d{4} |^WARNING: All log messages before absl::InitializeLog|'
+    r'cuInit|cuda_platform|Unable to register cu(DNN|FFT|BLAS) factory')
+
+
+def tensorflow_lines_that_matter(text):
+  """The lines of TensorFlow's start-up output that are not _NOISE, each
+  message with its continuation lines."""
+  kept, dropping = [], False
+  for line in text.splitlines(keepends=True):
+    if _LOG_LINE.match(line) or line.startswith('WARNING: All log messages'):
+      dropping = bool(_NOISE.search(line))
+    if not dropping:
+      kept.append(line)
+  return ''.join(kept)
+
+
+@contextlib.contextmanager
+def quiet_start():
+  """Keeps TensorFlow's start-up noise (tensorflow_lines_that_matter) off
+  stderr while inside, unless the user set TF_CPP_MIN_LOG_LEVEL."""
+  if 'TF_CPP_MIN_LOG_LEVEL' in os.environ:
+    yield
+    return
+  os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as temp:
+    os.dup2(temp.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      temp.seek(0)
+      sys.stderr.write(tensorflow_lines_that_matter(
+          temp.read().decode(errors='replace')))
+      sys.stderr.flush()
+
+
+def describe_devices(gpus, strategy):
+  """One line: where training runs."""
+  if strategy is not None:
+    return (f'Training on {strategy.num_replicas_in_sync} replicas '
+            f'({type(strategy).__name__}).')
+  if gpus:
+    return f'Training on 1 GPU ({gpus[0].name}).'
+  name, extensions = cpu_model()
+  return (f'Training on the CPU: {name}, {os.cpu_count()} cores'
+          f'{", " if extensions else ""}{", ".join(extensions)}; no GPU.')
+
+
 def setup_tensorflow(seed, gpu_growth, batch_size):
   """Seeds TensorFlow and chooses the devices; returns (has_gpu, strategy).
 
   Several hosts (TF_CONFIG set): MultiWorkerMirroredStrategy. Several
   local GPUs: MirroredStrategy, as the original. One device: no strategy.
+  Prints one line naming the devices.
   """
-  import tensorflow as tf
-  import keras
-  gpus = tf.config.list_physical_devices('GPU')
+  with quiet_start():
+    import tensorflow as tf
+    import keras
+    gpus = tf.config.list_physical_devices('GPU')
   if gpu_growth:
     for gpu in gpus:
       tf.config.experimental.set_memory_growth(gpu, True)
@@ -82,8 +159,8 @@ def setup_tensorflow(seed, gpu_growth, batch_size):
     if batch_size % local:
       fail(f'--batch_size {batch_size} does not split evenly over '
            f'the {local} devices of this host; use a multiple of {local}')
-    print(f'Training on {strategy.num_replicas_in_sync} replicas '
-          f'({type(strategy).__name__}); each host samples --batch_size '
-          f'{batch_size} sequences per update.', flush=True)
+    print(f'Each host samples --batch_size {batch_size} sequences per '
+          f'update.', flush=True)
+  print(describe_devices(gpus, strategy), flush=True)
   keras.utils.set_random_seed(seed)
   return bool(gpus), strategy

@@ -287,8 +287,8 @@ class Agent:
       self._pending = max(0, self._pending - 1)
       now = time.time()
       self.train_seconds += now - last
+      self._report(now - last)
       last = now
-      self._report()
       self._check_finite(metrics)
       check_stop()
     if log:
@@ -299,9 +299,9 @@ class Agent:
     if burst and self.save:
       self.save()
 
-  def _report(self):
+  def _report(self, duration):
     if self._progress:
-      self._progress.trained(self.updates, self.train_seconds)
+      self._progress.trained(self.updates, self.train_seconds, duration)
       self._progress.update(self.step)
 
   def _check_finite(self, metrics):
@@ -429,7 +429,6 @@ def _request_stop(signum, frame):
 # --- Main -------------------------------------------------------------------
 
 def main(argv=None):
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   onednn = devices.choose_onednn()
   config = parse_args(argv)
   try:

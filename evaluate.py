@@ -202,7 +202,6 @@ def summarize(episodes, action_repeat):
 
 
 def main(argv=None):
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   devices.choose_onednn()
   options, config = parse(sys.argv[1:] if argv is None else argv)
   path = checkpoint_path(options)

@@ -5,32 +5,14 @@ measured matmul peak does. Import this before TensorFlow is imported so that
 `setup()` can choose oneDNN as dreamer.py does.
 """
 
-import pathlib
 import time
-
-EXTENSIONS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')
-
-
-def cpu_model():
-  """(model name, the vector extensions of EXTENSIONS it has)."""
-  try:
-    info = pathlib.Path('/proc/cpuinfo').read_text()
-  except OSError:
-    return 'unknown CPU', []
-  names = [line.split(':', 1)[1].strip() for line in info.splitlines()
-           if line.startswith('model name')]
-  flags = next((line.split(':', 1)[1].split() for line in info.splitlines()
-                if line.startswith('flags')), [])
-  return (names[0] if names else 'unknown CPU',
-          [ext for ext in EXTENSIONS if ext in flags])
-
 
 def setup():
   """Chooses oneDNN like dreamer.py (before TensorFlow is imported); a line
   naming the CPU, its extensions and the oneDNN state."""
   import devices
   onednn = devices.choose_onednn()
-  name, extensions = cpu_model()
+  name, extensions = devices.cpu_model()
   return f'CPU: {name} ({", ".join(extensions) or "no AVX2"}). {onednn}'
 
 

@@ -102,3 +102,36 @@ def test_help_explains_every_flag(capsys):
     assert help_text and f'--{key} ' in text, key
     assert ' '.join(help_text.split()) in text, key
   assert set(config.FLAGS) | {'configs'} == set(defaults())
+
+
+TENSORFLOW_START = '''\
+WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1795989651.484084    9854 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
+I0000 00:00:1795989651.5 9854 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use available CPU instructions.
+To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the appropriate compiler flags.
+E0000 00:00:1795989654.945973    9854 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)
+E0000 00:00:1795989654.9 9854 some_kernel.cc:10] Out of memory allocating 1 GB
+  while building the graph
+Python says something
+'''
+
+
+def test_tensorflow_start_keeps_only_the_lines_that_matter():
+  assert devices.tensorflow_lines_that_matter(TENSORFLOW_START) == (
+      'E0000 00:00:1795989654.9 9854 some_kernel.cc:10] Out of memory '
+      'allocating 1 GB\n  while building the graph\nPython says something\n')
+
+
+def test_start_up_names_the_devices_without_tensorflow_noise():
+  import os
+  import subprocess
+  import sys
+  env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+  result = subprocess.run(
+      [sys.executable, '-c', 'import devices; '
+       'devices.setup_tensorflow(0, True, 1)'], env=env, capture_output=True,
+      text=True, timeout=120, cwd=pathlib.Path(__file__).parents[1])
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.startswith('Training on the CPU: '), result.stdout
+  assert 'I0000' not in result.stderr and 'cuInit' not in result.stderr, (
+      result.stderr)

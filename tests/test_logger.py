@@ -76,12 +76,31 @@ def test_progress_line_estimates_time_left_from_the_schedule():
   progress.collected(1000, 10.0)  # 100 env steps/s while collecting.
   progress.train_return, progress.test_return = 12.5, None
   progress.replay = lambda: 3 * 2 ** 29
-  line = progress.line(1000, 100, 200.0, progress._start + 210.0)
+  progress.trained(1, 40.0, 40.0)  # The first update traces: left out.
+  for updates in range(2, 101):
+    progress.trained(updates, 40.0 + 2.0 * (updates - 1), 2.0)
+  line = progress.line(1000, progress._start + 210.0)
   # 9,000 steps left: 90 s collecting + 900 updates at 2 s = 1,890 s.
   assert re.fullmatch(re.escape(
       '[progress] step 1,000/10,000 | 4.8 steps/s overall, 100.0 collecting '
       '| updates 100 (2.00 s each) | return train 12.5 test - | memory ')
       + r'\d+\.\d GB \(replay 1\.5 GB\) \| left 0h31m', line), line
+
+
+def test_progress_says_estimating_until_updates_after_the_first_are_timed():
+  progress = logger_module.Progress(10_000, 0, updates_per_step=0.1)
+  progress.collected(1000, 10.0)
+  for updates, seconds in ((1, 40.4), (2, 8.0), (3, 8.1)):
+    progress.trained(updates, 0.0, seconds)
+    line = progress.line(1000, progress._start + 100.0)
+    assert f'updates {updates} (estimating)' in line and line.endswith(
+        'left estimating'), line
+  progress.trained(4, 0.0, 7.9)
+  line = progress.line(1000, progress._start + 100.0)
+  # The median of 8.0, 8.1, 7.9 s: 9,000 steps = 90 s + 900 updates · 8 s.
+  assert 'updates 4 (8.00 s each)' in line and line.endswith('left 2h01m')
+  progress.trained(5, 0.0, 30.0)  # A second tracing (openl) barely moves it.
+  assert '(8.05 s each)' in progress.line(1000, progress._start + 100.0)
 
 
 def test_progress_tracks_collection_time_without_training(monkeypatch):
