@@ -265,12 +265,20 @@ def install_samplers(noise):
     logits = self.logits_parameter()
     u = noise.action(logits.dtype)
     index = tf.argmax(logits - tf.math.log(-tf.math.log(u)), -1)
-    noise.actions.append(None)
     return tf.cast(index, self.dtype)
 
+  def recorded_onehot(self, amount=None):
+    # The original's OneHotDist.sample (one-hot of the index above plus
+    # the straight-through probs - stop_gradient(probs)), recorded.
+    action = onehot(self, amount)
+    noise.actions.append(action)
+    return action
+
+  onehot = O.tools.OneHotDist.sample
   tfd.MultivariateNormalDiag.sample = latent_sample
   O.tools.SampleDist.sample = actor_sample
   tfd.Categorical.sample = onehot_sample
+  O.tools.OneHotDist.sample = recorded_onehot
 
 
 def install_recorders(noise, record):
@@ -290,9 +298,7 @@ def install_recorders(noise, record):
     finally:
       noise.imagining = False
     record('imag_feat', imag_feat)
-    actions = [a for a in noise.actions if a is not None]
-    if actions:
-      record('imag_action', tf.stack(actions, 0))
+    record('imag_action', tf.stack(noise.actions, 0))
     return imag_feat
 
   def recorded_lambda_return(reward, value, pcont, bootstrap, lambda_, axis):
