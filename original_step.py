@@ -62,6 +62,7 @@ import sys
 import tempfile
 import time
 import types
+import warnings
 
 os.environ['TF_USE_LEGACY_KERAS'] = '1'  # before TensorFlow: Keras 2 layers
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -82,7 +83,7 @@ MODULES = {  # our module name: the original Dreamer's attribute
     'actor': '_actor'}
 OPTIMIZERS = ('_model_opt', '_actor_opt', '_value_opt')
 
-tf = tfd = None  # TensorFlow, TFP: imported by main() after the checks
+tf = tfd = None  # TensorFlow, TFP: imported by compute(), after the checks
 O = None         # the original's modules (original_compat.load_original)
 
 
@@ -395,6 +396,8 @@ def build_agent(config, batch, action_size, folder):
   else:
     actspace = types.SimpleNamespace(shape=(action_size,))
   writer = tf.summary.create_noop_writer()
+  warnings.filterwarnings(  # tf.data's own functions stay traced: fine.
+      'ignore', message='Even though the `tf.config.experimental_run')
   tf.config.run_functions_eagerly(True)
   try:
     return O.dreamer.Dreamer(config, pathlib.Path(folder), actspace, writer)
@@ -607,6 +610,10 @@ def compute(original, overrides, weights, batch, noise, updates):
   if stacked and batch['image'].shape[0] != updates:
     raise ValueError(f'{batch["image"].shape[0]} stacked batches for '
                      f'{updates} updates')
+  for key, value in noise.items():
+    if value.ndim != (4 if stacked else 3):
+      raise ValueError(f'noise {key}: shape {value.shape}; the batch is '
+                       f'{"" if stacked else "not "}stacked by update')
   first = entry(batch, 0, stacked), entry(noise, 0, stacked)
   if first[0]['image'].shape[:2] != (config.batch_size, config.batch_length):
     raise ValueError(

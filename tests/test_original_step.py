@@ -21,6 +21,8 @@ from conftest import ROOT, reference_dir
 from test_reference_train import NOISE, mismatches, reference_of
 
 VARIANTS = ('default', 'pcont')
+UPDATES = {'default': 0, 'pcont': 1}  # full updates after the measured step
+LR = {'model': 6e-4, 'actor': 8e-5, 'value': 8e-5}  # the original's defaults
 # Flags of the original that train_step.npz's config sets away from the
 # defaults or that the step depends on.
 CONFIG_KEYS = (
@@ -76,7 +78,7 @@ def request_of(arrays, weights, variant):
   config = json.loads(str(arrays[f'{variant}/config']))
   request = {
       'config': np.array(json.dumps({k: config[k] for k in CONFIG_KEYS})),
-      'image': arrays['image_uint8'], 'updates': np.array(0)}
+      'image': arrays['image_uint8'], 'updates': np.array(UPDATES[variant])}
   for key in ('action', 'reward', 'discount'):
     request[key] = arrays[key]
   for ours, theirs in NOISE.items():
@@ -123,7 +125,28 @@ def test_original_step_reproduces_train_step(outputs, variant):
   grads = {k for k in ours if k.startswith('grad/')}
   assert grads == {k for k in ref if k.startswith('grad/')}
   assert len(grads) == (45 if variant == 'pcont' else 37) + 10 + 8
-  assert not [k for k in ours if k.startswith('after/')]
+  assert len([k for k in ours if k.startswith('after/')]) == (
+      0 if variant == 'default' else 45 + 10 + 8 + 12)  # weights, metrics
+
+
+@pytest.mark.slow
+def test_original_update_is_a_first_adam_step(outputs):
+  """after/1: the step's metrics, and each weight moved by a fresh Adam's
+  first step on its (unclipped: norms < grad_clip) gradient g:
+  lr·√(1−β2)/(1−β1)·m/(√v + ε) with m = (1−β1)·g, v = (1−β2)·g²."""
+  ours, _ = outputs['pcont']
+  with np.load(reference_dir() / 'reference_weights.npz') as data:
+    weights = dict(data)
+  for name in ('model_loss', 'actor_loss', 'value_loss', 'model_grad_norm'):
+    assert ours[f'after/1/{name}'] == ours[name], name
+  for key in [k for k in ours if k.startswith('grad/')]:
+    _, loss, name = key.split('/', 2)
+    g = ours[key].astype(np.float64)
+    step = LR[loss] * np.sqrt(1e-3) / 0.1 * (0.1 * g) / (
+        np.sqrt(1e-3 * g * g) + 1e-7)
+    np.testing.assert_allclose(
+        ours[f'after/1/{name}'], weights[name] - step, rtol=0, atol=1e-7,
+        err_msg=name)
 
 
 @pytest.mark.slow
