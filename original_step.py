@@ -42,7 +42,26 @@ OUT.npz:
   param_counts  JSON {module: parameters} and per optimizer
   variables_pkl JSON [[name, shape, dtype], ...]: what the original's
                 tools.Module.save pickles into variables.pkl, in its order
+                (its own save is run and checked against the walk). Found
+                at 56d4d44 with tf_keras 2.21: a flat list of arrays from
+                tf.Module's variable walk (attributes sorted by name,
+                duplicates dropped): `step`; the weights of actor, decoder,
+                rssm (gru, then img1-3, obs1-2), encoder; total and count
+                of every metric in _metrics, by name (expl_amount among
+                them); then reward, pcont (reached through the model
+                optimizer's module list), value. No optimizer state: a
+                tf_keras optimizer is not a tf.Module, so Adam's moments,
+                iterations and the loss scale are not saved. 82 arrays at
+                pcont False, 92 with pcont (55 / 63 of them weights).
   commit, config  the checkout's commit, the full config (JSON)
+  seconds       JSON wall seconds per phase (build, measure, updates)
+
+Precision 16 sets the original's mixed_float16 policy (floats of the batch
+as float16, as its wrappers.Collect stores them). On this CPU stack it
+runs, but image_loss and model_loss come out inf and the model gradient
+norm nan (float16 overflow: at B·T = 18 the image log-likelihoods, about
+−11,800 each, sum past float16's 65,504), so the loss-scale optimizer skips
+every world-model update; actor and value update.
 
 Every random draw of the step reads the recorded noise instead (the
 original's files are not edited; its three sampling sites are replaced from
