@@ -66,8 +66,8 @@ def check_checkout(path, force=False):
       for name in known if hashes[name] != known[name]]
   raise ValueError(
       f'{path} is not the original Dreamer at a known commit: '
-      f'{", ".join(differ)} differ from commit {commit} (pass force to run '
-      f'it anyway)')
+      f'{", ".join(differ)} differ{"s" if len(differ) == 1 else ""} from '
+      f'commit {commit} (force=True, or --force, runs it anyway)')
 
 
 def load_original(path):
