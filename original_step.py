@@ -147,6 +147,7 @@ class Noise:
         'imag': Stream('imag', noise['imag']),
         'actor': Stream('actor', noise['actor'])}
     self.imagining = False
+    self.actions = []  # the actions sampled in the imagination being traced
 
   @staticmethod
   def _interleave(noise):
@@ -196,7 +197,6 @@ class Recorder:
         0.0, shape=tf.TensorShape(None), trainable=False, name=name)
         for name in self.NAMES}
     self.seen = set()
-    self.actions = []
 
   def start(self):
     self.seen.clear()
@@ -330,7 +330,6 @@ def install_recorders(noise, record):
     record('returns', returns)
     return returns
 
-  noise.actions = []
   O.dreamer.Dreamer._imagine_ahead = recorded_imagine_ahead
   O.tools.lambda_return = recorded_lambda_return
 
