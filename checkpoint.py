@@ -7,10 +7,11 @@ training burst, the previous one kept as `checkpoint.npz.prev` until the new
 one is whole.
 
 The file cannot hold code: arrays in an npz read with `allow_pickle=False`,
-the rest of the state as JSON inside it. Checkpoints of earlier versions of
-this code (`variables.pkl`, a pickle) are still read, once, by an
-unpickler that admits only arrays, dtypes and plain data, and refuses
-anything else before it is constructed.
+the rest of the state as JSON inside it. A `variables.pkl` (a pickle),
+written by an earlier version of this code or by the original, is read
+once by an unpickler that admits only arrays, dtypes and plain data, and
+refuses anything else before it is constructed; the original's is
+converted (`from_original`).
 """
 
 import io
@@ -63,6 +64,9 @@ def load_checkpoint(path, model, agent, sampler):
       continue
     try:
       state = read_state(candidate)
+      if isinstance(state, (list, tuple)):  # The original's.
+        _resume_original(state, candidate, model, agent)
+        return candidate
       model.set_state(state['model'])
       agent.set_state(state['agent'])
       sampler.set_state(state['sampler'])
@@ -82,6 +86,85 @@ def load_checkpoint(path, model, agent, sampler):
        f'({"; ".join(problems)}): they belong to another config or an older '
        f'version of this code, or are damaged; use another --logdir or move '
        f'them away')
+
+
+def _resume_original(values, path, model, agent):
+  """Loads the original's checkpoint: its weights, a fresh optimizer (it
+  saves none, and its own resume starts Adam afresh too), and the agent's
+  schedule as the original's resume leaves it (pretrain done, training due
+  at the first call)."""
+  count, step = load_original(values, model)
+  agent.set_state(agent.get_state())  # Marks the pretrain as done.
+  print(f'Converted {path}, a checkpoint of the original (its step {step:,},'
+        f' {count} weights, no optimizer state: Adam starts afresh, as in '
+        f'the original\'s resume); {NAME} is written from now on and '
+        f'{path.name} is left as it is.', flush=True)
+
+
+def load_original(values, model):
+  """Assigns the weights of the original's variables.pkl (a list of
+  arrays) to `model` (models.Dreamer); returns (weights, the original's
+  step). ValueError if they do not fit its config."""
+  import networks
+  ours = {}
+  for name, module in model.modules.items():
+    ours.update(networks.weights.module_weights(name, module))
+  weights, step = from_original(
+      values, {name: tuple(v.shape) for name, v in ours.items()})
+  networks.load_weights(model.modules, weights)
+  return len(weights), step
+
+
+# The modules in the order of the original's variables.pkl (commit 56d4d44):
+# its tools.Module.save pickles tf.Module's walk of the agent's attributes
+# by name: _actor, _decode, _dynamics, _encode, _metrics, then reward and
+# pcont through the model optimizer's module list, then _value; `step` first.
+ORIGINAL_BEFORE = ('actor', 'decoder', 'rssm', 'encoder')
+ORIGINAL_AFTER = ('reward', 'pcont', 'value')
+
+
+def from_original(values, shapes):
+  """({our weight name: array}, step) from the arrays (a tuple) the original's
+  variables.pkl holds: `step`; the weights of ORIGINAL_BEFORE; `total` and
+  `count` of each logged metric; the weights of ORIGINAL_AFTER. Within a
+  module the layers come by name, a layer's weights in their order (kernel,
+  recurrent_kernel, bias). `shapes` {name: shape} are our model's weights;
+  a ValueError names the first that is missing or does not fit."""
+  extra = sorted({name.split('/')[0] for name in shapes} - set(
+      ORIGINAL_BEFORE + ORIGINAL_AFTER))
+  if extra:
+    raise ValueError(f'the original has no {", ".join(extra)} (--obs image)')
+
+  def ordered(modules):
+    names = []
+    for module in modules:
+      layers = {}
+      for name in shapes:  # Our order within a layer is Keras's, as theirs.
+        if name.split('/')[0] == module:
+          layers.setdefault(name.split('/')[1], []).append(name)
+      for layer in sorted(layers):
+        names += layers[layer]
+    return names
+
+  before, after = ordered(ORIGINAL_BEFORE), ordered(ORIGINAL_AFTER)
+  metrics = len(values) - 1 - len(before) - len(after)
+  if metrics < 0 or metrics % 2:
+    raise ValueError(
+        f'the original\'s checkpoint holds {len(values)} arrays; this config '
+        f'has {len(before) + len(after)} weights (pass the config flags of '
+        f'the run that wrote it)')
+  arrays = list(values[1:1 + len(before)]) + list(
+      values[len(values) - len(after):])
+  weights = {}
+  for name, value in zip(before + after, arrays):
+    value = np.asarray(value)
+    if value.shape != shapes[name]:
+      raise ValueError(
+          f'{name} has shape {value.shape} in the original\'s checkpoint, '
+          f'{shapes[name]} in this config (pass the config flags of the run '
+          f'that wrote it)')
+    weights[name] = value.astype(np.float32)
+  return weights, int(np.asarray(values[0]))
 
 
 def candidates(path):

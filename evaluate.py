@@ -110,12 +110,13 @@ def load_model(config, path, env, strategy=None):
     state = checkpoint.read_state(path)
   except Exception as error:  # Damaged files fail in many ways.
     config_module.fail(f'cannot read {path}: {error}', PROG)
-  if not isinstance(state, dict) or 'model' not in state:
-    kind = (f'a list of {len(state)} arrays, as the original writes'
-            if isinstance(state, list) else type(state).__name__)
-    config_module.fail(
-        f'{path} holds {kind}, not a checkpoint of this code', PROG)
   try:
+    if isinstance(state, (list, tuple)):  # The original's variables.pkl.
+      checkpoint.load_original(state, model)
+      return model, {}
+    if not isinstance(state, dict) or 'model' not in state:
+      config_module.fail(
+          f'{path} holds a {type(state).__name__}, not a checkpoint', PROG)
     model.set_state(state['model'])
   except (ValueError, KeyError) as error:
     config_module.fail(

@@ -616,8 +616,11 @@ def read_request(path):
   return overrides, weights, batch, noise, updates
 
 
-def compute(original, overrides, weights, batch, noise, updates):
-  """Everything OUT.npz holds, as {key: array}."""
+def compute(original, overrides, weights, batch, noise, updates,
+            logdir=None):
+  """Everything OUT.npz holds, as {key: array}. With `logdir`, also leaves
+  an original logdir there: the episodes the agent was built from and the
+  variables.pkl of the original's own save, with the request's weights."""
   global tf, tfd, O
   O = original
   import tensorflow
@@ -643,8 +646,12 @@ def compute(original, overrides, weights, batch, noise, updates):
   install_recorders(streams, record)
   out, clock = {}, Clock()
   with tempfile.TemporaryDirectory(prefix='original-step-') as folder:
+    if logdir is not None:
+      folder = pathlib.Path(logdir)
+      folder.mkdir(parents=True, exist_ok=True)
     agent = build_agent(
-        config, first[0], first[0]['action'].shape[-1], folder)
+        config, first[0], first[0]['action'].shape[-1],
+        pathlib.Path(folder) / 'episodes' if logdir else folder)
     clock('build')
     load_weights(agent, weights)
     reset_optimizers(agent)
@@ -686,6 +693,9 @@ def main(argv=None):
   parser.add_argument('--out', required=True, help='output npz')
   parser.add_argument('--force', action='store_true',
                       help='run a checkout whose files differ from 56d4d44')
+  parser.add_argument('--logdir', default=None,
+                      help='also leave an original logdir here: episodes/ '
+                      'and the variables.pkl of its own save')
   args = parser.parse_args(argv)
   start = time.time()
   try:
@@ -693,7 +703,7 @@ def main(argv=None):
   except ValueError as error:
     sys.exit(f'original_step.py: {error}')
   original = original_compat.load_original(args.original)
-  out = compute(original, *read_request(args.request))
+  out = compute(original, *read_request(args.request), logdir=args.logdir)
   out['commit'] = np.array(commit or 'unknown (forced)')
   np.savez_compressed(args.out, **out)
   print(f'original_step.py: wrote {args.out} ({len(out)} arrays) in '
