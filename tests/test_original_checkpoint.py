@@ -119,6 +119,8 @@ def test_an_original_logdir_resumes_and_evaluates(original_logdir, tmp_path):
   assert (logdir / checkpoint.NAME).exists()
   assert hashlib.sha256(
       (logdir / 'variables.pkl').read_bytes()).hexdigest() == digest
+  files = {path: path.read_bytes() for path in source.rglob('*')
+           if path.is_file()}
   result = subprocess.run(
       [sys.executable, str(ROOT / 'evaluate.py'), '--logdir', str(source),
        '--episodes', '1', '--video', 'none', '--outdir', str(tmp_path / 'e')]
@@ -126,3 +128,5 @@ def test_an_original_logdir_resumes_and_evaluates(original_logdir, tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   summary = json.loads((tmp_path / 'e' / 'summary.json').read_text())
   assert summary['episodes'] == 1 and summary['lengths'] == [12]
+  assert {path: path.read_bytes() for path in source.rglob('*')
+          if path.is_file()} == files  # The original's logdir untouched.
