@@ -127,7 +127,7 @@ class GymEnv:
 
   @property
   def observation_space(self):
-    spaces = collections.OrderedDict()
+    spaces = {}  # a plain dict: gym's Dict sorts it, as for the original's
     for key, (shape, dtype, low, high) in self._spaces['obs'].items():
       spaces[key] = self._gym.spaces.Box(low, high, shape, np.dtype(dtype))
     return self._gym.spaces.Dict(spaces)
