@@ -10,6 +10,9 @@ today's TensorFlow, from a checkout the user passes, without editing it.
 Only the APIs TensorFlow removed since 2.2 are mapped to their current
 names (each shim below names the line of the original that breaks and why
 the replacement computes the same); no math of the original is changed.
+Packages it imports that are not installed here get stand-ins: gym (its
+spaces work, the rest raises), PIL when absent, and tf.summary.scalar
+without tensorboard (the same scalar as a raw Summary proto).
 Its modules are loaded under their own names (`dreamer`, `models`,
 `tools`, `wrappers`), which are also names of ours: load them in a process
 that never imports our modules of those names (original_step.py is one).
