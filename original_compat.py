@@ -10,6 +10,9 @@ today's TensorFlow, from a checkout the user passes, without editing it.
 Only the APIs TensorFlow removed since 2.2 are mapped to their current
 names (each shim below names the line of the original that breaks and why
 the replacement computes the same); no math of the original is changed.
+Packages it imports that are not installed here get stand-ins: gym (its
+spaces work, the rest raises), PIL when absent, and tf.summary.scalar
+without tensorboard (the same scalar as a raw Summary proto).
 Its modules are loaded under their own names (`dreamer`, `models`,
 `tools`, `wrappers`), which are also names of ours: load them in a process
 that never imports our modules of those names (original_step.py is one).
@@ -123,7 +126,8 @@ def install_shims():
         f'TF_USE_LEGACY_KERAS=1 before TensorFlow is imported')
   _shim_mixed_precision(tf)
   _shim_run_v2(tf)
-  _stand_in('gym')
+  _shim_summary_scalar(tf)
+  install_gym_stand_in()
   _stand_in('PIL', ('Image',))
 
 
@@ -178,6 +182,36 @@ def _shim_run_v2(tf):
     tf.distribute.Strategy.experimental_run_v2 = tf.distribute.Strategy.run
 
 
+def _shim_summary_scalar(tf):
+  """`tf.summary.scalar(...)` (dreamer.py, summarize_episode and
+  Dreamer._write_summaries) raises TBNotInstalledError: since TF 2.x the
+  implementation lives in the tensorboard package, which is not installed
+  here. Without it, the stand-in writes the same scalar (tag `name`, value
+  `data`, at `step` or the default step) as a raw Summary proto to the
+  default writer: TensorBoard shows it as the same scalar. Returns whether
+  a default writer took it, as the original function. Left alone when
+  tensorboard is installed."""
+  try:
+    import tensorboard.summary.v2  # noqa: F401
+    return
+  except ImportError:
+    pass
+  if getattr(tf.summary.scalar, '_original_compat', False):
+    return
+
+  def scalar(name, data, step=None, description=None):
+    del description
+    if step is None:
+      step = tf.summary.experimental.get_step()
+    summary = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(
+        tag=name, simple_value=float(data))])
+    return tf.summary.experimental.write_raw_pb(
+        summary.SerializeToString(), step)
+
+  scalar._original_compat = True
+  tf.summary.scalar = scalar
+
+
 class Absent(types.ModuleType):
   """A stand-in module: importing it works, using any name raises."""
 
@@ -191,11 +225,10 @@ class Absent(types.ModuleType):
 
 
 def _stand_in(name, submodules=()):
-  """`import gym` (tools.py line 8, wrappers.py line 7) and `from PIL
-  import Image` (wrappers.py line 9) fail when these packages are absent.
-  Only the environment wrappers and tools.DummyEnv use them, never the
-  agent or its train step; an Absent module lets the files import. An
-  installed package is left alone."""
+  """`from PIL import Image` (wrappers.py line 9) fails when Pillow is
+  absent. Only the original's Atari wrapper uses it (never run here: our
+  environment worker serves Atari); an Absent module lets the file import.
+  An installed package is left alone."""
   try:
     __import__(name)
     return
@@ -208,3 +241,106 @@ def _stand_in(name, submodules=()):
     full = f'{name}.{sub}'
     sys.modules.setdefault(full, Absent(full))
     setattr(module, sub, sys.modules[full])
+
+
+def install_gym_stand_in():
+  """`import gym` (tools.py line 8, wrappers.py line 7) fails: gym is not
+  installed. The original's wrappers build gym spaces (DeepMindControl,
+  NormalizeActions, OneHotAction, RewardObs) and its main() samples
+  random prefill actions from `action_space.sample()`, so the stand-in
+  gives working `gym.spaces.Box`, `Dict` and `Discrete` (what those lines
+  need of gym 0.17's classes); any other name of gym (gym.make, which the
+  original's Atari wrapper calls) raises ImportError. Imports neither
+  TensorFlow nor gym; idempotent; an installed gym is left alone."""
+  try:
+    __import__('gym')
+    return
+  except ImportError:
+    pass
+  if isinstance(sys.modules.get('gym'), Absent):
+    return
+  gym = Absent('gym')
+  spaces = types.ModuleType('gym.spaces')
+  spaces.Box, spaces.Dict, spaces.Discrete = Box, Dict, Discrete
+  gym.spaces = spaces
+  sys.modules['gym'] = gym
+  sys.modules['gym.spaces'] = spaces
+
+
+class Box:
+  """gym.spaces.Box: `low` and `high` broadcast to `shape` (taken from
+  `low` when not given) in `dtype`. `sample()` draws uniformly in
+  [low, high] (bounded axes, as gym for float boxes) from `np_random`, by
+  default NumPy's global generator (seeded by original_train.py)."""
+
+  def __init__(self, low, high, shape=None, dtype=None):
+    import numpy as np
+    dtype = np.dtype(np.float32 if dtype is None else dtype)
+    if shape is None:
+      shape = np.broadcast(np.asarray(low), np.asarray(high)).shape
+    self.shape = tuple(int(n) for n in shape)
+    self.dtype = dtype
+    self.low = np.broadcast_to(np.asarray(low), self.shape).astype(dtype)
+    self.high = np.broadcast_to(np.asarray(high), self.shape).astype(dtype)
+    self.np_random = np.random
+
+  def sample(self):
+    import numpy as np
+    if not (np.isfinite(self.low).all() and np.isfinite(self.high).all()):
+      raise NotImplementedError('sampling an unbounded Box')
+    if self.dtype.kind == 'f':
+      value = self.np_random.uniform(self.low, self.high, self.shape)
+    else:
+      value = self.np_random.randint(
+          self.low.astype(np.int64), self.high.astype(np.int64) + 1,
+          self.shape)
+    return value.astype(self.dtype)
+
+  def contains(self, x):
+    import numpy as np
+    x = np.asarray(x)
+    return bool(x.shape == self.shape and np.all(x >= self.low)
+                and np.all(x <= self.high))
+
+  def __repr__(self):
+    return f'Box({self.low.min()}, {self.high.max()}, {self.shape}, {self.dtype})'
+
+
+class Dict:
+  """gym.spaces.Dict: `spaces` ordered by key when given a plain dict, as
+  gym 0.17 does."""
+
+  def __init__(self, spaces):
+    import collections
+    if not isinstance(spaces, collections.OrderedDict):
+      spaces = collections.OrderedDict(sorted(spaces.items()))
+    self.spaces = spaces
+
+  def __getitem__(self, key):
+    return self.spaces[key]
+
+  def sample(self):
+    return {key: space.sample() for key, space in self.spaces.items()}
+
+  def __repr__(self):
+    return f'Dict({dict(self.spaces)!r})'
+
+
+class Discrete:
+  """gym.spaces.Discrete(n): integers 0 .. n-1."""
+
+  def __init__(self, n):
+    import numpy as np
+    self.n = int(n)
+    self.shape = ()
+    self.dtype = np.dtype(np.int64)
+    self.np_random = np.random
+
+  def sample(self):
+    return int(self.np_random.randint(self.n))
+
+  def contains(self, x):
+    return 0 <= int(x) < self.n
+
+  def __repr__(self):
+    return f'Discrete({self.n})'

@@ -1,0 +1,230 @@
+"""original_train.py: the original Dreamer's own main() on today's stack.
+
+(a) The environment it is served (our spawned worker, original_env.py)
+    equals the original's own wrapper stack step for step; (b) a tiny run
+    of the original ends with its logdir complete, and the same command
+    with more steps resumes from it.
+
+The checkout comes from DREAMER_ORIGINAL_DIR (default
+`<repo>/../shared/original-dreamer`); without it the tests skip and say
+why. Both run in subprocesses: (a) in a process that never imports
+TensorFlow (dm_control cannot share one with it here), (b) because the
+original needs tf_keras and its modules' names clash with ours.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def original_dir():
+  default = ROOT.parent / 'shared' / 'original-dreamer'
+  return pathlib.Path(os.environ.get('DREAMER_ORIGINAL_DIR', default))
+
+
+@pytest.fixture(scope='module')
+def checkout():
+  folder = original_dir()
+  if not (folder / 'wrappers.py').exists():
+    pytest.skip(f'no checkout of the original Dreamer in {folder} (set '
+                f'DREAMER_ORIGINAL_DIR to a danijar/dreamer checkout)')
+  return folder
+
+
+def _env():
+  env = dict(os.environ)
+  env['PYTHONPATH'] = os.pathsep.join(
+      [str(ROOT), str(HERE)] + ([env['PYTHONPATH']] if env.get(
+          'PYTHONPATH') else []))
+  env.setdefault('MUJOCO_GL', 'egl')
+  return env
+
+
+# --- (a) the served environment equals the original's wrappers --------------
+
+def compare_envs(checkout, task, action_repeat, time_limit, seed, steps):
+  """Runs in a process without TensorFlow. Steps the original's
+  DeepMindControl -> ActionRepeat -> NormalizeActions -> TimeLimit (its
+  wrappers.py, with dm_control's suite.load given task_kwargs={'random':
+  seed} from outside, since the original passes no seed) and what
+  original_train serves (GymEnv over our worker) with the same uniform
+  actions; returns a list of differences (empty when equal)."""
+  import functools
+  import importlib.util
+
+  import original_compat
+  import original_env
+  import workers
+  original_compat.install_gym_stand_in()
+  from dm_control import suite
+  load = suite.load
+  suite.load = lambda domain, name, **kwargs: load(
+      domain, name, task_kwargs={'random': seed}, **kwargs)
+  spec = importlib.util.spec_from_file_location(
+      'original_wrappers', pathlib.Path(checkout) / 'wrappers.py')
+  theirs_module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(theirs_module)
+  w = theirs_module
+  theirs = w.DeepMindControl(task.split('_', 1)[1])
+  theirs = w.ActionRepeat(theirs, action_repeat)
+  theirs = w.NormalizeActions(theirs)
+  theirs = w.TimeLimit(theirs, time_limit / action_repeat)
+  worker = workers.Async(functools.partial(
+      original_env.worker_env, task, action_repeat, time_limit, seed),
+      timeout=120)
+  ours = original_env.GymEnv(worker)
+  assert 'tensorflow' not in sys.modules
+
+  problems = []
+
+  def same(what, a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or not np.array_equal(a, b):
+      problems.append(f'{what}: original {a.ravel()[:4]} {a.shape} '
+                      f'{a.dtype}, served {b.ravel()[:4]} {b.shape} {b.dtype}')
+
+  for name in ('low', 'high'):
+    same(f'action_space.{name}', getattr(theirs.action_space, name),
+         getattr(ours.action_space, name))
+  their_spaces = theirs.observation_space.spaces
+  our_spaces = ours.observation_space.spaces
+  if list(their_spaces) != list(our_spaces):
+    problems.append(f'observation keys {list(their_spaces)} vs '
+                    f'{list(our_spaces)}')
+  for key in their_spaces:
+    if key in our_spaces and (
+        their_spaces[key].shape != our_spaces[key].shape
+        or their_spaces[key].dtype != our_spaces[key].dtype):
+      problems.append(f'observation_space[{key}]: {their_spaces[key]} vs '
+                      f'{our_spaces[key]}')
+
+  def same_obs(when, a, b):
+    if sorted(a) != sorted(b):
+      problems.append(f'{when}: keys {sorted(a)} vs {sorted(b)}')
+      return
+    for key in a:
+      # The original's state arrays are dm_control's float64, cast to
+      # float32 by its Collect at --precision 32; ours are float32.
+      value = np.asarray(a[key])
+      if value.dtype == np.float64:
+        value = value.astype(np.float32)
+      same(f'{when} {key}', value, b[key])
+
+  rng = np.random.default_rng(seed)
+  shape = theirs.action_space.shape
+  same_obs('reset', theirs.reset(), ours.reset())
+  done, count = False, 0
+  while not done and count < steps:
+    action = rng.uniform(-1, 1, shape).astype(np.float32)
+    t_obs, t_reward, t_done, t_info = theirs.step(action)
+    o_obs, o_reward, o_done, o_info = ours.step(action)
+    count += 1
+    same_obs(f'step {count}', t_obs, o_obs)
+    same(f'step {count} reward', np.float64(t_reward), np.float64(o_reward))
+    same(f'step {count} done', bool(t_done), bool(o_done))
+    same(f'step {count} discount', np.float32(t_info['discount']),
+         np.float32(o_info['discount']))
+    done = t_done
+  if not done:
+    problems.append(f'no episode end within {steps} steps')
+  ours.close()
+  return problems, count
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task, time_limit', [
+    ('dmc_cartpole_balance', 60),  # 30 agent steps to the time limit
+    ('dmc_walker_walk', 16),       # a scalar state entry (height)
+])
+def test_served_env_equals_the_originals_wrappers(checkout, task, time_limit):
+  code = (
+      'import json, test_original_train as t; '
+      f'print(json.dumps(t.compare_envs({str(checkout)!r}, {task!r}, 2, '
+      f'{time_limit}, 5, 100)))')
+  result = subprocess.run(
+      [sys.executable, '-c', code], env=_env(), cwd=ROOT,
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  problems, count = json.loads(result.stdout.strip().splitlines()[-1])
+  assert count == time_limit // 2
+  assert not problems, '\n'.join(problems[:20])
+
+
+def test_gym_stand_in_spaces():
+  import original_compat
+  original_compat.install_gym_stand_in()
+  import gym
+  box = gym.spaces.Box(-np.ones(2), np.ones(2), dtype=np.float32)
+  assert box.shape == (2,) and box.low.dtype == np.float32
+  sample = box.sample()
+  assert sample.shape == (2,) and sample.dtype == np.float32
+  assert np.all(np.abs(sample) <= 1)
+  scalar = gym.spaces.Box(-np.inf, np.inf, dtype=np.float32)
+  assert scalar.shape == ()
+  image = gym.spaces.Box(0, 255, (4, 4, 3), dtype=np.uint8)
+  assert image.high.shape == (4, 4, 3) and image.sample().dtype == np.uint8
+  spaces = gym.spaces.Dict({'b': scalar, 'a': image}).spaces
+  assert list(spaces) == ['a', 'b']  # sorted, as gym's Dict
+  assert 0 <= gym.spaces.Discrete(3).sample() < 3
+  with pytest.raises(ImportError, match='gym.make'):
+    gym.make('Pong-v0')
+
+
+# --- (b) a tiny run of the original, then its resume ------------------------
+
+TINY = (
+    '--task dmc_cartpole_balance --cnn_depth 4 --deter_size 16 '
+    '--stoch_size 4 --num_units 16 --batch_size 3 --batch_length 8 '
+    '--horizon 4 --precision 32 --prefill 60 --time_limit 40 --eval_every 40 '
+    '--log_every 40 --train_every 40 --train_steps 2 --pretrain 3 '
+    # One trace of the train step instead of two (with and without the
+    # open-loop GIF); the test episode's GIF still goes through encode_gif.
+    '--log_images False').split()
+
+
+def run_original(checkout, logdir, steps):
+  command = [
+      sys.executable, str(ROOT / 'original_train.py'), '--original',
+      str(checkout), '--logdir', str(logdir), *TINY, '--steps', str(steps)]
+  result = subprocess.run(
+      command, env=_env(), cwd=ROOT, capture_output=True, text=True,
+      timeout=600)
+  assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+  return result.stdout
+
+
+@pytest.mark.slow
+def test_tiny_original_run_and_resume(checkout, tmp_path):
+  logdir = tmp_path / 'original'
+  out = run_original(checkout, logdir, 120)
+  assert 'replaced:' in out and 'dreamer.make_env' in out
+  assert 'Load checkpoint.' not in out
+  lines = [json.loads(line) for line in
+           (logdir / 'metrics.jsonl').read_text().splitlines()]
+  assert any('test/return' in line for line in lines)
+  assert any('model_loss' in line for line in lines)
+  episodes = sorted((logdir / 'episodes').glob('*.npz'))
+  assert len(episodes) == 3  # 2 prefill + 1 collected, 20 agent steps each
+  with np.load(episodes[0]) as episode:
+    assert episode['image'].shape == (21, 64, 64, 3)
+    assert episode['action'].shape == (21, 1)
+    assert episode['position'].dtype == np.float32
+  assert (logdir / 'variables.pkl').exists()
+  assert list(logdir.glob('events.out.tfevents.*'))
+
+  out = run_original(checkout, logdir, 160)
+  assert 'Load checkpoint.' in out
+  assert 'Prefill dataset with 0 steps.' in out
+  assert len(list((logdir / 'episodes').glob('*.npz'))) == 4
+  steps = [json.loads(line)['step'] for line in
+           (logdir / 'metrics.jsonl').read_text().splitlines()]
+  assert max(steps) == 160
