@@ -9,7 +9,8 @@ one task and label, bins their points over environment steps and draws one
 panel per task: the mean over the runs as a line, their min and max as a
 band, the original's runs of the task (`--reference`) binned the same way,
 and the final scores of other methods (`--baselines`) as dashed lines.
-`--format csv` writes the binned curves instead of the figure.
+`--format csv` writes the binned curves instead of the figure;
+`--format evaluations` one row per evaluation of each run (EVAL_HEADER).
 """
 
 import argparse
@@ -25,6 +26,10 @@ import numpy as np
 DEFAULT_BINS = 30
 TASK_PREFIXES = ('dmc_', 'atari_')
 CSV_HEADER = ('task', 'label', 'step', 'mean', 'min', 'max', 'runs')
+# One row per test episode: the run's label, task and seed, and the training
+# metrics both programs log, as last written before that evaluation.
+EVAL_HEADER = ('program', 'task', 'seed', 'step', 'test_return', 'action_ent',
+               'model_loss')
 OURS_COLORS = ('tab:blue', 'tab:orange', 'tab:green', 'tab:purple', 'tab:cyan')
 ORIGINAL_COLORS = ('black', 'tab:gray')
 BASELINE_COLORS = ('tab:red', 'tab:brown', 'tab:olive', 'tab:pink')
@@ -313,6 +318,50 @@ def write_csv(panels, path):
               format_number(x) for x in (step, mean, low, high)] + [runs])
 
 
+def evaluations(logdir):
+  """[(step, test return, action_ent, model_loss)] of a run's metrics.jsonl,
+  the last two as last written before each evaluation (None before any)."""
+  rows, last = [], {'action_ent': None, 'model_loss': None}
+  path = pathlib.Path(logdir) / 'metrics.jsonl'
+  with open(path, encoding='utf-8', errors='replace') as file:
+    for line in file:
+      try:
+        record = json.loads(line)
+      except ValueError:
+        continue
+      if not isinstance(record, dict):
+        continue
+      for key in last:
+        if finite(record.get(key)) is not None:
+          last[key] = finite(record[key])
+      step, value = finite(record.get('step')), finite(record.get('test/return'))
+      if step is not None and value is not None:
+        rows.append((step, value, last['action_ent'], last['model_loss']))
+  return rows
+
+
+def find_seed(logdir):
+  """`seed` of RUN/config.json, else RUN's folder name if it is a number."""
+  try:
+    config = json.loads((pathlib.Path(logdir) / 'config.json').read_text())
+    return int(config['seed'])
+  except (OSError, ValueError, KeyError, TypeError):
+    name = pathlib.Path(logdir).resolve().name
+    return int(name) if name.isdigit() else None
+
+
+def write_evaluations(logdirs, labels, tasks, path):
+  """Writes EVAL_HEADER rows of every evaluation of every run."""
+  with open(path, 'w', newline='', encoding='utf-8') as file:
+    writer = csv.writer(file, lineterminator='\n')
+    writer.writerow(EVAL_HEADER)
+    for logdir, label, task in zip(logdirs, labels, tasks):
+      for step, value, ent, loss in evaluations(logdir):
+        writer.writerow([label, task or find_task(logdir), find_seed(logdir)]
+                        + [format_number(x) if x is not None else ''
+                           for x in (step, value, ent, loss)])
+
+
 def positive_int(text):
   """argparse type of --bins and --max_step: a positive integer, also as
   1e5."""
@@ -344,7 +393,7 @@ def make_parser():
   parser.add_argument(
       '--output', required=True, metavar='PATH', help='the file to write')
   parser.add_argument(
-      '--format', choices=('png', 'csv'), default='png',
+      '--format', choices=('png', 'csv', 'evaluations'), default='png',
       help='what to write (not taken from the suffix of --output); '
            'default png')
   parser.add_argument(
@@ -436,6 +485,8 @@ def main(argv=None):
               'drawing ours alone')
     if args.format == 'csv':
       write_csv(panels, args.output)
+    elif args.format == 'evaluations':
+      write_evaluations(args.logdirs, labels, tasks, args.output)
     else:
       draw(panels, baselines).savefig(args.output, format='png')
   except InputError as error:

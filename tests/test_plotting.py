@@ -341,3 +341,19 @@ def test_max_step_leaves_out_later_points(tmp_path):
   rows = list(csv.DictReader(output.open()))
   assert max(float(row['step']) for row in rows) <= 20
   assert {row['label'] for row in rows} == {'dreamer (original)', 'ours'}
+
+
+def test_format_evaluations_gives_one_row_per_test_episode(tmp_path, reference):
+  ours = make_run(tmp_path / 'ours', [(100, 5.0), (200, 7.5)])
+  original = make_run(tmp_path / 'dmc_cartpole_balance' / '3', [(100, 1.0)],
+                      task=None, extra_lines=[json.dumps(
+                          {'step': 150, 'action_ent': -2.0})])
+  output = tmp_path / 'runs.csv'
+  plotting.main(['--logdirs', str(ours), str(original), '--label', 'port',
+                 'original', '--reference', str(reference), '--format',
+                 'evaluations', '--output', str(output)])
+  assert output.read_text().splitlines() == [
+      'program,task,seed,step,test_return,action_ent,model_loss',
+      'port,dmc_cartpole_balance,0,100,5,,0.5',
+      'port,dmc_cartpole_balance,0,200,7.5,,0.5',
+      'original,dmc_cartpole_balance,3,100,1,,0.5']
