@@ -21,6 +21,10 @@ IN.npz:
                 a batch axis of 1 is shared by every sequence (the
                 original's own sampler shares it)
   updates       int, default 1
+  policy        optional Keras dtype policy set before the agent is built,
+                e.g. mixed_bfloat16 (the original has no bfloat16 flag: this
+                sets it from outside, with precision 32: floats of the batch
+                stay float32, the original casts them to the compute dtype)
   The batch and noise may instead carry a leading axis of length `updates`
   (image then (U, B, T, 64, 64, 3)): update K then uses entry K; the step
   without update uses entry 0.
@@ -399,7 +403,7 @@ def write_episodes(folder, batch, config):
   O.tools.save_episodes(folder, episodes)
 
 
-def build_agent(config, batch, action_size, folder):
+def build_agent(config, batch, action_size, folder, policy=None):
   """dreamer.Dreamer(config, datadir, actspace, writer), as its main()
   builds it: precision 16 sets the mixed_float16 policy first. The
   constructor runs one train step (and update) to create every variable;
@@ -408,6 +412,8 @@ def build_agent(config, batch, action_size, folder):
   16 s of a 45 s run here, eagerly 2 s. The steps we report are traced."""
   if config.precision == 16:
     O.dreamer.prec.set_policy(O.dreamer.prec.Policy('mixed_float16'))
+  elif policy:
+    O.dreamer.prec.set_policy(O.dreamer.prec.Policy(policy))
   write_episodes(folder, batch, config)
   if config.action_dist == 'onehot':
     actspace = types.SimpleNamespace(n=action_size)
@@ -430,16 +436,23 @@ def modules_of(agent):
 
 
 def weight_names(agent):
-  """{id(variable): 'MODULE/LAYER/WEIGHT'} in our naming.
+  """{id(variable): 'MODULE/LAYER/WEIGHT'} of the agent's modules, in our
+  naming (module_weight_names)."""
+  return module_weight_names(modules_of(agent))
+
+
+def module_weight_names(modules):
+  """{id(variable): 'MODULE/LAYER/WEIGHT'} for {our module name: the
+  original's module}.
 
   LAYER is the name the original passes to tools.Module.get (h1, img1,
   obs2, hout, ...), kept in the module's `_modules`; the RSSM's GRU cell is
   its `_cell`, named gru. WEIGHT is the Keras variable's own short name.
   """
   names = {}
-  for module_name, module in modules_of(agent).items():
+  for module_name, module in modules.items():
     layers = dict(getattr(module, '_modules', {}))
-    if module_name == 'rssm':
+    if hasattr(module, '_cell'):
       layers['gru'] = module._cell
     for layer_name, layer in layers.items():
       for variable in layer.weights:
@@ -454,8 +467,13 @@ def weight_names(agent):
 def load_weights(agent, weights):
   """Assigns `weights` ({our name: array}) to every weight of the agent's
   modules; raises ValueError for a missing weight or a wrong shape."""
-  names = weight_names(agent)
-  for module in modules_of(agent).values():
+  assign_weights(modules_of(agent), weights)
+
+
+def assign_weights(modules, weights):
+  """load_weights for {our module name: the original's module}."""
+  names = module_weight_names(modules)
+  for module in modules.values():
     for variable in module.variables:
       key = names[id(variable)]
       if key not in weights:
@@ -613,10 +631,11 @@ def read_request(path):
   batch = {k: request[k] for k in BATCH}
   noise = {k: request[k].astype(np.float32) for k in NOISE}
   updates = int(request.get('updates', 1))
-  return overrides, weights, batch, noise, updates
+  policy = str(request['policy']) if 'policy' in request else None
+  return overrides, weights, batch, noise, updates, policy
 
 
-def compute(original, overrides, weights, batch, noise, updates):
+def compute(original, overrides, weights, batch, noise, updates, policy=None):
   """Everything OUT.npz holds, as {key: array}."""
   global tf, tfd, O
   O = original
@@ -644,7 +663,7 @@ def compute(original, overrides, weights, batch, noise, updates):
   out, clock = {}, Clock()
   with tempfile.TemporaryDirectory(prefix='original-step-') as folder:
     agent = build_agent(
-        config, first[0], first[0]['action'].shape[-1], folder)
+        config, first[0], first[0]['action'].shape[-1], folder, policy)
     clock('build')
     load_weights(agent, weights)
     reset_optimizers(agent)
@@ -672,6 +691,7 @@ def compute(original, overrides, weights, batch, noise, updates):
                 for n, v in read_weights(agent).items()})
   clock('updates')
   out['seconds'] = np.array(json.dumps(clock.seconds))
+  out['policy'] = np.array(str(tf.keras.mixed_precision.global_policy().name))
   out['config'] = np.array(json.dumps(
       {k: v if isinstance(v, (bool, int, float)) else str(v)
        for k, v in config.items()}, sort_keys=True))
