@@ -23,8 +23,14 @@ IN.npz:
   updates       int, default 1
   policy        optional Keras dtype policy set before the agent is built,
                 e.g. mixed_bfloat16 (the original has no bfloat16 flag: this
-                sets it from outside, with precision 32: floats of the batch
-                stay float32, the original casts them to the compute dtype)
+                sets it from outside, with precision 32). The original's
+                wrappers.Collect stores float arrays in the precision's
+                float type (float16 at precision 16) and dreamer.preprocess
+                casts only the image: under a policy set from outside the
+                float32 actions meet bfloat16 tensors and its RSSM fails
+                (ConcatV2 dtype). So the batch's float arrays are cast to
+                the policy's compute dtype before its preprocess, as Collect
+                would have stored them (cast_floats).
   The batch and noise may instead carry a leading axis of length `updates`
   (image then (U, B, T, 64, 64, 3)): update K then uses entry K; the step
   without update uses entry 0.
@@ -414,6 +420,7 @@ def build_agent(config, batch, action_size, folder, policy=None):
     O.dreamer.prec.set_policy(O.dreamer.prec.Policy('mixed_float16'))
   elif policy:
     O.dreamer.prec.set_policy(O.dreamer.prec.Policy(policy))
+    cast_floats()
   write_episodes(folder, batch, config)
   if config.action_dist == 'onehot':
     actspace = types.SimpleNamespace(n=action_size)
@@ -427,6 +434,21 @@ def build_agent(config, batch, action_size, folder, policy=None):
     return O.dreamer.Dreamer(config, pathlib.Path(folder), actspace, writer)
   finally:
     tf.config.run_functions_eagerly(False)
+
+
+def cast_floats():
+  """Wraps the original's dreamer.preprocess (looked up by load_dataset
+  and preprocess below at call time): float arrays of the batch are first
+  cast to the policy's compute dtype, the image left to it."""
+  preprocess = O.dreamer.preprocess
+
+  def cast_then_preprocess(obs, config):
+    dtype = O.dreamer.prec.global_policy().compute_dtype
+    obs = {k: tf.cast(v, dtype) if k != 'image' and v.dtype.is_floating
+           else v for k, v in obs.items()}
+    return preprocess(obs, config)
+
+  O.dreamer.preprocess = cast_then_preprocess
 
 
 def modules_of(agent):
