@@ -194,4 +194,17 @@ without the prefix; gradients stored as float16. On a CPU the original's
 image_loss and model_loss overflow to inf (the float16 sum of B·T image
 log-likelihoods of about −11,800 each passes 65,504) and the model gradient
 norm is not finite: they are stored as computed.
+
+## Tolerances (see the tests' docstrings for the measurements)
+
+- train_updates.npz (tests/test_reference_updates.py): weights per variable
+  ‖ours − orig‖ ≤ 5e-2·‖w_K − w_0‖ and max|ours − orig| ≤ 0.5·max|w_K −
+  w_0|; logged numbers |d| ≤ 5e-3·|ref| + 1e-5. Adam turns round-off-level
+  gradient entries into ±lr steps: measured 1.2e-2 and 0.165 of the change
+  (decoder/h2/kernel, update 10), 1.7e-3 (model_grad_norm, update 9); the
+  original against itself with 1-ulp weight noise: 6e-4, 0.014, 6.3e-4.
+- train_step_float16.npz: gradients where the original's are finite,
+  per variable ‖ours − orig‖ ≤ 0.15·‖orig‖ (world model; measured 0.065,
+  where the original's own float16 is 0.061 from its float32) and 1e-2
+  (actor, value); cosines ≥ 0.999 (model), 0.99999 (actor, value).
 """
