@@ -21,6 +21,16 @@ IN.npz:
                 a batch axis of 1 is shared by every sequence (the
                 original's own sampler shares it)
   updates       int, default 1
+  policy        optional Keras dtype policy set before the agent is built,
+                e.g. mixed_bfloat16 (the original has no bfloat16 flag: this
+                sets it from outside, with precision 32). The original's
+                wrappers.Collect stores float arrays in the precision's
+                float type (float16 at precision 16) and dreamer.preprocess
+                casts only the image: under a policy set from outside the
+                float32 actions meet bfloat16 tensors and its RSSM fails
+                (ConcatV2 dtype). So the batch's float arrays are cast to
+                the policy's compute dtype before its preprocess, as Collect
+                would have stored them (cast_floats).
   The batch and noise may instead carry a leading axis of length `updates`
   (image then (U, B, T, 64, 64, 3)): update K then uses entry K; the step
   without update uses entry 0.
@@ -399,7 +409,7 @@ def write_episodes(folder, batch, config):
   O.tools.save_episodes(folder, episodes)
 
 
-def build_agent(config, batch, action_size, folder):
+def build_agent(config, batch, action_size, folder, policy=None):
   """dreamer.Dreamer(config, datadir, actspace, writer), as its main()
   builds it: precision 16 sets the mixed_float16 policy first. The
   constructor runs one train step (and update) to create every variable;
@@ -408,6 +418,9 @@ def build_agent(config, batch, action_size, folder):
   16 s of a 45 s run here, eagerly 2 s. The steps we report are traced."""
   if config.precision == 16:
     O.dreamer.prec.set_policy(O.dreamer.prec.Policy('mixed_float16'))
+  elif policy:
+    O.dreamer.prec.set_policy(O.dreamer.prec.Policy(policy))
+    cast_floats()
   write_episodes(folder, batch, config)
   if config.action_dist == 'onehot':
     actspace = types.SimpleNamespace(n=action_size)
@@ -423,6 +436,21 @@ def build_agent(config, batch, action_size, folder):
     tf.config.run_functions_eagerly(False)
 
 
+def cast_floats():
+  """Wraps the original's dreamer.preprocess (looked up by load_dataset
+  and preprocess below at call time): float arrays of the batch are first
+  cast to the policy's compute dtype, the image left to it."""
+  preprocess = O.dreamer.preprocess
+
+  def cast_then_preprocess(obs, config):
+    dtype = O.dreamer.prec.global_policy().compute_dtype
+    obs = {k: tf.cast(v, dtype) if k != 'image' and v.dtype.is_floating
+           else v for k, v in obs.items()}
+    return preprocess(obs, config)
+
+  O.dreamer.preprocess = cast_then_preprocess
+
+
 def modules_of(agent):
   """{our module name: the original's module} present in this agent."""
   return {ours: getattr(agent, theirs) for ours, theirs in MODULES.items()
@@ -430,16 +458,23 @@ def modules_of(agent):
 
 
 def weight_names(agent):
-  """{id(variable): 'MODULE/LAYER/WEIGHT'} in our naming.
+  """{id(variable): 'MODULE/LAYER/WEIGHT'} of the agent's modules, in our
+  naming (module_weight_names)."""
+  return module_weight_names(modules_of(agent))
+
+
+def module_weight_names(modules):
+  """{id(variable): 'MODULE/LAYER/WEIGHT'} for {our module name: the
+  original's module}.
 
   LAYER is the name the original passes to tools.Module.get (h1, img1,
   obs2, hout, ...), kept in the module's `_modules`; the RSSM's GRU cell is
   its `_cell`, named gru. WEIGHT is the Keras variable's own short name.
   """
   names = {}
-  for module_name, module in modules_of(agent).items():
+  for module_name, module in modules.items():
     layers = dict(getattr(module, '_modules', {}))
-    if module_name == 'rssm':
+    if hasattr(module, '_cell'):
       layers['gru'] = module._cell
     for layer_name, layer in layers.items():
       for variable in layer.weights:
@@ -454,8 +489,13 @@ def weight_names(agent):
 def load_weights(agent, weights):
   """Assigns `weights` ({our name: array}) to every weight of the agent's
   modules; raises ValueError for a missing weight or a wrong shape."""
-  names = weight_names(agent)
-  for module in modules_of(agent).values():
+  assign_weights(modules_of(agent), weights)
+
+
+def assign_weights(modules, weights):
+  """load_weights for {our module name: the original's module}."""
+  names = module_weight_names(modules)
+  for module in modules.values():
     for variable in module.variables:
       key = names[id(variable)]
       if key not in weights:
@@ -613,10 +653,11 @@ def read_request(path):
   batch = {k: request[k] for k in BATCH}
   noise = {k: request[k].astype(np.float32) for k in NOISE}
   updates = int(request.get('updates', 1))
-  return overrides, weights, batch, noise, updates
+  policy = str(request['policy']) if 'policy' in request else None
+  return overrides, weights, batch, noise, updates, policy
 
 
-def compute(original, overrides, weights, batch, noise, updates,
+def compute(original, overrides, weights, batch, noise, updates, policy=None,
             logdir=None):
   """Everything OUT.npz holds, as {key: array}. With `logdir`, also leaves
   an original logdir there: the episodes the agent was built from and the
@@ -651,7 +692,7 @@ def compute(original, overrides, weights, batch, noise, updates,
       folder.mkdir(parents=True, exist_ok=True)
     agent = build_agent(
         config, first[0], first[0]['action'].shape[-1],
-        pathlib.Path(folder) / 'episodes' if logdir else folder)
+        pathlib.Path(folder) / 'episodes' if logdir else folder, policy)
     clock('build')
     load_weights(agent, weights)
     reset_optimizers(agent)
@@ -679,6 +720,7 @@ def compute(original, overrides, weights, batch, noise, updates,
                 for n, v in read_weights(agent).items()})
   clock('updates')
   out['seconds'] = np.array(json.dumps(clock.seconds))
+  out['policy'] = np.array(str(tf.keras.mixed_precision.global_policy().name))
   out['config'] = np.array(json.dumps(
       {k: v if isinstance(v, (bool, int, float)) else str(v)
        for k, v in config.items()}, sort_keys=True))

@@ -12,7 +12,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def reference_dir():
-  default = ROOT.parent / 'shared' / 'reference'
+  """DREAMER_REFERENCE_DIR, or the golden files committed in
+  tests/reference/ (written by diff_original.py --write-reference)."""
+  default = ROOT / 'tests' / 'reference'
   return pathlib.Path(os.environ.get('DREAMER_REFERENCE_DIR', default))
 
 
