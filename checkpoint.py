@@ -19,7 +19,6 @@ import json
 import os
 import pathlib
 import pickle
-import zipfile
 
 import numpy as np
 

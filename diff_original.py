@@ -534,7 +534,6 @@ def run(args):
       if low:
         ours[f'{variant} 32'] = our_step(
             our_config(size, variant, '32'), weights, batch, noises[variant], 0)
-    ours_seconds = time.time() - clock
     theirs = {name: finish(job) for name, job in jobs.items()}
   table = Table()
   for key in MODULE_OUTPUTS:

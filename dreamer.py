@@ -21,7 +21,6 @@ workers never load it.
 import contextlib
 import functools
 import json
-import os
 import shlex
 import signal
 import sys

@@ -11,6 +11,12 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def original_dir():
+  """The checkout of danijar/dreamer the tests that run the original use."""
+  default = ROOT.parent / 'shared' / 'original-dreamer'
+  return pathlib.Path(os.environ.get('DREAMER_ORIGINAL_DIR', default))
+
+
 def reference_dir():
   """DREAMER_REFERENCE_DIR, or the golden files committed in
   tests/reference/ (written by diff_original.py --write-reference)."""

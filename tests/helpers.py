@@ -155,3 +155,53 @@ class FakeEnv:
     if render:
       obs.update(self.render_obs())
     return obs
+
+
+# --- The golden train step (tests/reference/train_step.npz) -----------------
+
+NOISE = {'obs_prior': 'eps_obs_prior', 'post': 'eps_post',
+         'imag': 'eps_imag', 'actor': 'eps_actor'}
+BATCH = ('image_uint8', 'action', 'reward', 'discount')
+SMALL_KEYS = (
+    'cnn_depth', 'stoch_size', 'deter_size', 'num_units', 'batch_size',
+    'batch_length', 'horizon', 'pcont', 'free_nats', 'kl_scale',
+    'pcont_scale', 'discount', 'disclam', 'action_init_std', 'grad_clip')
+
+
+def close(ours, ref):
+  """Scalars and intermediates: allclose(rtol 1e-4, atol 1e-5)."""
+  ours, ref = np.asarray(ours), np.asarray(ref)
+  return ours.shape == ref.shape and np.allclose(ours, ref, 1e-4, 1e-5)
+
+
+def grad_close(ours, ref):
+  """|ours − ref| ≤ 1e-3·|ref| + 1e-4·max|ref| + 1e-9, per variable."""
+  ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+  if ours.shape != ref.shape:
+    return False
+  bound = 1e-3 * np.abs(ref) + 1e-4 * np.abs(ref).max() + 1e-9
+  return bool(np.all(np.abs(ours - ref) <= bound))
+
+
+def check(key, ours, ref):
+  return (grad_close if key.startswith('grad/') else close)(ours, ref)
+
+
+def reference_of(arrays, variant):
+  """{key: array} of one variant, the noise and config left out."""
+  prefix = f'{variant}/'
+  skip = {f'{prefix}config'} | {prefix + name for name in NOISE.values()}
+  return {k[len(prefix):]: v for k, v in arrays.items()
+          if k.startswith(prefix) and k not in skip}
+
+
+def mismatches(ours, ref):
+  """{key: what is wrong} for every reference number we miss or differ on."""
+  problems = {}
+  for key, value in ref.items():
+    if key not in ours:
+      problems[key] = 'missing on our side'
+    elif not check(key, ours[key], value):
+      diff = np.abs(np.asarray(ours[key], np.float64) - value).max()
+      problems[key] = f'max |diff| {diff:.3g}, max |ref| {np.abs(value).max():.3g}'
+  return problems

@@ -16,9 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, original_dir
 from diff_original import AFTER_ATOL, AFTER_RTOL, WEIGHT_L2, WEIGHT_MAX
-from test_original_step import original_dir
 
 COMMITTED = ROOT / 'tests' / 'reference'
 FILES = ('reference_weights.npz', 'reference_io.npz', 'train_step.npz',

@@ -8,8 +8,6 @@ tf_keras); its checkout comes from DREAMER_ORIGINAL_DIR (default
 
 import hashlib
 import json
-import os
-import pathlib
 import shutil
 import subprocess
 import sys
@@ -21,6 +19,7 @@ import checkpoint
 import models
 import networks
 from config import make_config
+from conftest import original_dir
 from helpers import ROOT, run_dreamer
 from synthetic import random_batch, recorded_noise
 
@@ -34,11 +33,6 @@ RUN_FLAGS = [
     '--train_steps', '1', '--log_every', '12'] + [
         item for key, value in SMALL.items()
         for item in (f'--{key}', str(value))]
-
-
-def original_dir():
-  default = ROOT.parent / 'shared' / 'original-dreamer'
-  return pathlib.Path(os.environ.get('DREAMER_ORIGINAL_DIR', default))
 
 
 @pytest.fixture(scope='module')

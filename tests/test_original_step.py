@@ -8,8 +8,6 @@ at once, each as one step without update (`updates` 0).
 """
 
 import json
-import os
-import pathlib
 import subprocess
 import sys
 
@@ -17,8 +15,8 @@ import numpy as np
 import pytest
 
 import original_compat
-from conftest import ROOT, reference_dir
-from test_reference_train import NOISE, mismatches, reference_of
+from conftest import ROOT, original_dir, reference_dir
+from helpers import NOISE, mismatches, reference_of
 
 VARIANTS = ('default', 'pcont')
 UPDATES = {'default': 0, 'pcont': 1}  # full updates after the measured step
@@ -30,11 +28,6 @@ CONFIG_KEYS = (
     'batch_length', 'horizon', 'pcont', 'free_nats', 'kl_scale',
     'pcont_scale', 'discount', 'disclam', 'action_init_std', 'grad_clip',
     'action_dist', 'precision')
-
-
-def original_dir():
-  default = ROOT.parent / 'shared' / 'original-dreamer'
-  return pathlib.Path(os.environ.get('DREAMER_ORIGINAL_DIR', default))
 
 
 @pytest.fixture(scope='module')

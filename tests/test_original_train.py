@@ -21,14 +21,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, original_dir
 
 HERE = pathlib.Path(__file__).resolve().parent
-
-
-def original_dir():
-  default = ROOT.parent / 'shared' / 'original-dreamer'
-  return pathlib.Path(os.environ.get('DREAMER_ORIGINAL_DIR', default))
 
 
 @pytest.fixture(scope='module')

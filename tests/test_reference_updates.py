@@ -38,7 +38,7 @@ import reference_files
 from config import make_config
 from conftest import reference_dir
 from diff_original import AFTER_ATOL, AFTER_RTOL, WEIGHT_L2, WEIGHT_MAX
-from test_reference_train import BATCH, NOISE, SMALL_KEYS
+from helpers import BATCH, NOISE, SMALL_KEYS
 
 # float16 (train_step_float16.npz, the pcont step at the original's
 # precision 16): on a CPU the original's world-model gradients are NaN for
