@@ -11,6 +11,15 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory):
+  """(logdir, stdout) of one tiny dreamer.py run to 160 steps, shared by the
+  tests that read it; a test that changes a run works on a copy."""
+  from helpers import run_dreamer
+  logdir = tmp_path_factory.mktemp('tiny_run')
+  return logdir, run_dreamer(logdir, 160)
+
+
 def original_dir():
   """The checkout of danijar/dreamer the tests that run the original use."""
   default = ROOT.parent / 'shared' / 'original-dreamer'

@@ -4,13 +4,14 @@ into the run, the same returns for the same seed, one-line errors."""
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import imageio.v3 as iio
 import pytest
 
-from helpers import ROOT, run_dreamer
+from helpers import ROOT
 
 
 def evaluate(*flags, check=True):
@@ -32,9 +33,10 @@ def fingerprint(logdir):
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  logdir = tmp_path_factory.mktemp('trained')
-  run_dreamer(logdir, 160)
+def trained(tiny_run, tmp_path_factory):
+  """A copy of the shared tiny run: evaluations write its eval/."""
+  logdir = tmp_path_factory.mktemp('trained') / 'run'
+  shutil.copytree(tiny_run[0], logdir)
   return logdir
 
 

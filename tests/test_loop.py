@@ -24,9 +24,8 @@ AGENT_METRICS = {
 
 
 @pytest.fixture(scope='module')
-def first_run(tmp_path_factory):
-  logdir = tmp_path_factory.mktemp('run')
-  output = run_dreamer(logdir, 160)
+def first_run(tiny_run):
+  logdir, output = tiny_run
   return logdir, output, read_metrics(logdir)
 
 

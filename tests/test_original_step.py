@@ -18,7 +18,9 @@ import original_compat
 from conftest import ROOT, original_dir, reference_dir
 from helpers import NOISE, mismatches, reference_of
 
-VARIANTS = ('default', 'pcont')
+# The default variant is reproduced by test_golden_regenerate.py, which
+# rebuilds train_step.npz in both variants: one original run here.
+VARIANTS = ('pcont',)
 UPDATES = {'default': 0, 'pcont': 1}  # full updates after the measured step
 LR = {'model': 6e-4, 'actor': 8e-5, 'value': 8e-5}  # the original's defaults
 # Flags of the original that train_step.npz's config sets away from the
