@@ -26,6 +26,16 @@ def original_dir():
   return pathlib.Path(os.environ.get('DREAMER_ORIGINAL_DIR', default))
 
 
+@pytest.fixture(scope='session')
+def checkout():
+  """The original's checkout, or a skip saying where it was looked for."""
+  folder = original_dir()
+  if not (folder / 'dreamer.py').exists():
+    pytest.skip(f'no checkout of the original Dreamer in {folder} (set '
+                f'DREAMER_ORIGINAL_DIR to a danijar/dreamer checkout)')
+  return folder
+
+
 def reference_dir():
   """DREAMER_REFERENCE_DIR, or the golden files committed in
   tests/reference/ (written by diff_original.py --write-reference)."""

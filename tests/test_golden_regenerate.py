@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, original_dir
+from conftest import ROOT
 from diff_original import AFTER_ATOL, AFTER_RTOL, WEIGHT_L2, WEIGHT_MAX
 
 COMMITTED = ROOT / 'tests' / 'reference'
@@ -28,11 +28,7 @@ ROUNDOFF = 1e-5
 
 
 @pytest.fixture(scope='module')
-def regenerated(tmp_path_factory):
-  checkout = original_dir()
-  if not (checkout / 'dreamer.py').exists():
-    pytest.skip(f'no checkout of the original Dreamer in {checkout} (set '
-                f'DREAMER_ORIGINAL_DIR to a danijar/dreamer checkout)')
+def regenerated(checkout, tmp_path_factory):
   folder = tmp_path_factory.mktemp('golden')
   env = dict(os.environ)
   env.pop('DREAMER_REFERENCE_DIR', None)

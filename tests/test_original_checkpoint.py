@@ -19,7 +19,6 @@ import checkpoint
 import models
 import networks
 from config import make_config
-from conftest import original_dir
 from helpers import ROOT, run_dreamer
 from synthetic import random_batch, recorded_noise
 
@@ -36,12 +35,8 @@ RUN_FLAGS = [
 
 
 @pytest.fixture(scope='module')
-def original_logdir(tmp_path_factory):
+def original_logdir(checkout, tmp_path_factory):
   """(logdir, our weights given to the original, its outputs, batch, noise)."""
-  checkout = original_dir()
-  if not (checkout / 'dreamer.py').exists():
-    pytest.skip(f'no checkout of the original Dreamer in {checkout} (set '
-                f'DREAMER_ORIGINAL_DIR to a danijar/dreamer checkout)')
   folder = tmp_path_factory.mktemp('original')
   config = make_config(precision='32', **SMALL)
   weights = networks.export_weights(models.Dreamer(config, 1).modules)

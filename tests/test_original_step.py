@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import original_compat
-from conftest import ROOT, original_dir, reference_dir
+from conftest import ROOT, reference_dir
 from helpers import NOISE, mismatches, reference_of
 
 # The default variant is reproduced by test_golden_regenerate.py, which
@@ -30,15 +30,6 @@ CONFIG_KEYS = (
     'batch_length', 'horizon', 'pcont', 'free_nats', 'kl_scale',
     'pcont_scale', 'discount', 'disclam', 'action_init_std', 'grad_clip',
     'action_dist', 'precision')
-
-
-@pytest.fixture(scope='module')
-def checkout():
-  folder = original_dir()
-  if not (folder / 'dreamer.py').exists():
-    pytest.skip(f'no checkout of the original Dreamer in {folder} (set '
-                f'DREAMER_ORIGINAL_DIR to a danijar/dreamer checkout)')
-  return folder
 
 
 def test_check_checkout_knows_the_commit(checkout):

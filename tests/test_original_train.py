@@ -21,18 +21,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, original_dir
+from conftest import ROOT
 
 HERE = pathlib.Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope='module')
-def checkout():
-  folder = original_dir()
-  if not (folder / 'wrappers.py').exists():
-    pytest.skip(f'no checkout of the original Dreamer in {folder} (set '
-                f'DREAMER_ORIGINAL_DIR to a danijar/dreamer checkout)')
-  return folder
 
 
 def _env():
