@@ -364,6 +364,16 @@ def record_observe(agent, record):
 
 # --- the agent ----------------------------------------------------------------
 
+def use(original):
+  """Imports TensorFlow and TFP and makes `original` (load_original's
+  modules) the one every function here works on."""
+  global tf, tfd, O
+  O = original
+  import tensorflow
+  from tensorflow_probability import distributions
+  tf, tfd = tensorflow, distributions
+
+
 def make_config(overrides):
   """The original's define_config() with `overrides` (its flag names),
   each converted to the type of its default; log_images off."""
@@ -662,11 +672,7 @@ def compute(original, overrides, weights, batch, noise, updates, policy=None,
   """Everything OUT.npz holds, as {key: array}. With `logdir`, also leaves
   an original logdir there: the episodes the agent was built from and the
   variables.pkl of the original's own save, with the request's weights."""
-  global tf, tfd, O
-  O = original
-  import tensorflow
-  from tensorflow_probability import distributions
-  tf, tfd = tensorflow, distributions
+  use(original)
   config = make_config(overrides)
   stacked = batch['image'].ndim == 6
   if stacked and batch['image'].shape[0] != updates:

@@ -7,8 +7,8 @@
 Reads the `test/return` lines of each run's metrics.jsonl, pools the runs of
 one task and label, bins their points over environment steps and draws one
 panel per task: the mean over the runs as a line, their min and max as a
-band, the original's runs of the task (`--reference`) binned the same way,
-and the final scores of other methods (`--baselines`) as dashed lines.
+band, the original's published runs of the task (`--reference`) binned the
+same way and drawn faint behind the others, and the final scores of other methods (`--baselines`) as dashed lines.
 `--format csv` writes the binned curves instead of the figure;
 `--format evaluations` one row per evaluation of each run (EVAL_HEADER).
 """
@@ -221,7 +221,7 @@ def pool(runs, reference, count=DEFAULT_BINS):
 
   `runs` are (task, label, points); runs of one task and label are pooled
   into one curve. `reference` is read_reference's dict: its runs of the task
-  make one curve per method, labelled "METHOD (original)", placed first. All
+  make one curve per method, labelled "METHOD (published)", placed first. All
   curves of a task are binned with bin_index(steps, span, count), span being
   the largest step of our runs of the task, else of its reference runs,
   else `count` (bins of width 1).
@@ -232,7 +232,7 @@ def pool(runs, reference, count=DEFAULT_BINS):
   panels = []
   for task, ours in groups.items():
     originals = {
-        f'{method} (original)': method_runs
+        f'{method} (published)': method_runs
         for method, method_runs in reference.get(task, {}).items()}
     largest = [
         max((step for curve_runs in curves.values() for points in curve_runs
@@ -249,12 +249,13 @@ def pool(runs, reference, count=DEFAULT_BINS):
   return panels
 
 
-def draw(panels, baselines=None, columns=3):
+def draw(panels, baselines=None, columns=3, last=None):
   """A matplotlib Figure (Agg canvas, dpi 100) with one panel per task.
 
-  Each curve is its mean line and a min-max band; each baseline of the task
-  ({task: {method: score}}) is a dashed horizontal line. A panel without an
-  original's curve says "no reference curve".
+  Each curve is its mean line and a min-max band, the published ones faint
+  and behind; each baseline of the task ({task: {method: score}}) is a dashed
+  horizontal line. A panel without a published curve says "no reference
+  curve". `last`, if given, ends the step axis there.
   """
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
@@ -279,9 +280,12 @@ def draw(panels, baselines=None, columns=3):
       if not curve.rows:
         continue
       steps, means, lows, highs, _ = (np.array(c) for c in zip(*curve.rows))
-      axes.fill_between(steps, lows, highs, color=color, alpha=0.2, lw=0)
+      faint = 0.4 if curve.original else 1.0
+      axes.fill_between(steps, lows, highs, color=color, alpha=0.2 * faint,
+                        lw=0, zorder=1 if curve.original else 2)
       axes.plot(
-          steps, means, color=color, label=curve.label, lw=1.5,
+          steps, means, color=color, label=curve.label, lw=1.5, alpha=faint,
+          zorder=1 if curve.original else 3,
           marker='o' if len(steps) == 1 else None)
     scores = baselines.get(panel.task, {})
     for number, (method, score) in enumerate(scores.items()):
@@ -292,6 +296,8 @@ def draw(panels, baselines=None, columns=3):
       axes.text(
           0.5, 0.02, 'no reference curve', transform=axes.transAxes,
           ha='center', va='bottom', color='0.35', style='italic')
+    if last:
+      axes.set_xlim(0, last)
     axes.set_title(panel.task)
     axes.set_xlabel('environment steps')
     axes.set_ylabel('test return')
@@ -407,7 +413,8 @@ def make_parser():
   parser.add_argument(
       '--max_step', type=positive_int, metavar='STEPS',
       help='leave out every point (ours and the reference) after this many '
-           'environment steps, to compare short runs')
+           'environment steps, to compare short runs; a figure ends its '
+           'step axis there and draws each reference line up to that edge')
   parser.add_argument(
       '--tasks', nargs='+', metavar='TASK',
       help='task of each logdir, or one for all, instead of config.json or '
@@ -455,12 +462,17 @@ def read_runs(logdirs, labels, tasks):
   return runs, total, skipped
 
 
-def until(runs, reference, last):
-  """`runs` and `reference` without the points after step `last`."""
+def until(runs, reference, last, keep_next=False):
+  """`runs` and `reference` without the points after step `last`; with
+  `keep_next`, each reference run keeps its first point after `last`, so a
+  figure cut at `last` still draws its line up to the edge."""
   cut = lambda points: [(x, y) for x, y in points if x <= last]
+  def cut_reference(points):
+    later = [(x, y) for x, y in points if x > last]
+    return cut(points) + (later[:1] if keep_next else [])
   runs = [(task, label, cut(points)) for task, label, points in runs]
   reference = {
-      task: {method: [cut(points) for points in method_runs]
+      task: {method: [cut_reference(points) for points in method_runs]
              for method, method_runs in methods.items()}
       for task, methods in reference.items()}
   return runs, reference
@@ -476,7 +488,8 @@ def main(argv=None):
     runs, total, skipped = read_runs(args.logdirs, labels, tasks)
     reference = read_reference(args.reference)
     if args.max_step:
-      runs, reference = until(runs, reference, args.max_step)
+      runs, reference = until(runs, reference, args.max_step,
+                              keep_next=args.format == 'png')
     baselines = read_baselines(args.baselines) if args.baselines else {}
     panels = pool(runs, reference, args.bins)
     for panel in panels:
@@ -488,7 +501,8 @@ def main(argv=None):
     elif args.format == 'evaluations':
       write_evaluations(args.logdirs, labels, tasks, args.output)
     else:
-      draw(panels, baselines).savefig(args.output, format='png')
+      draw(panels, baselines, last=args.max_step).savefig(
+          args.output, format='png')
   except InputError as error:
     print(f'{parser.prog}: error: {error}', file=sys.stderr)
     raise SystemExit(2) from None

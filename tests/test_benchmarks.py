@@ -34,3 +34,22 @@ def test_collect_benchmark_reports_env_steps_per_second():
   result = run_script('collect.py', '--tiny')
   assert list(result) == ['env_steps_per_second']
   assert result['env_steps_per_second'] > 0
+
+
+@pytest.mark.slow
+def test_original_train_step_benchmark_reports_seconds_per_update(checkout):
+  result = run_script(
+      'original_train_step.py', '--original', str(checkout), '--configs',
+      'tiny', '--repeats', '1', '--warmup', '1')
+  assert list(result) == ['float32']
+  assert result['float32'] > 0
+
+
+def test_original_train_step_benchmark_rejects_an_unknown_config(tmp_path):
+  result = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'original_train_step.py'),
+       '--original', str(tmp_path), '--configs', 'huge'], cwd=ROOT,
+      capture_output=True, text=True, timeout=60)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].endswith(
+      "unknown config 'huge'; allowed: small, tiny")

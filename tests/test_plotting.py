@@ -70,9 +70,9 @@ def test_binning_gives_exact_rows_for_ours_and_reference(tmp_path, reference):
   # Edges 0, 100, 200, 300: bins [0, 100], (100, 200], (200, 300].
   assert lines == [
       HEADER,
-      f'{TASK},dreamer (original),50,200,100,300,2',
-      f'{TASK},dreamer (original),150,300,200,400,2',
-      f'{TASK},dreamer (original),250,400,300,500,2',
+      f'{TASK},dreamer (published),50,200,100,300,2',
+      f'{TASK},dreamer (published),150,300,200,400,2',
+      f'{TASK},dreamer (published),250,400,300,500,2',
       f'{TASK},ours,50,20,20,20,1',
       f'{TASK},ours,150,40,40,40,1',
   ]
@@ -91,8 +91,8 @@ def test_runs_only_at_step_0_use_the_reference_steps(tmp_path, reference):
   lines = run_csv(tmp_path, [run], reference, '--bins', '3')
   # Width 300 / 3: the reference's steps 100, 200 and 300 fill three bins.
   assert [line.split(',')[1:3] for line in lines[1:]] == [
-      ['dreamer (original)', '50'], ['dreamer (original)', '150'],
-      ['dreamer (original)', '250'], ['ours', '50']]
+      ['dreamer (published)', '50'], ['dreamer (published)', '150'],
+      ['dreamer (published)', '250'], ['ours', '50']]
 
 
 def test_runs_of_one_task_and_label_are_pooled(tmp_path, reference):
@@ -128,8 +128,8 @@ def test_default_binning_makes_30_bins_over_our_steps(tmp_path, reference):
   assert ours[0][3:] == ['1.5', '1.5', '1.5', '1']  # Steps 0 to 3000.
   assert ours[-1][3:] == ['98.5', '98.5', '98.5', '1']  # 97000 to 1e5.
   # The reference's steps 100 to 300 fall into the first bin.
-  assert [line for line in lines if 'original' in line] == [
-      f'{TASK},dreamer (original),{width / 2!r},300,200,400,2']
+  assert [line for line in lines if 'published' in line] == [
+      f'{TASK},dreamer (published),{width / 2!r},300,200,400,2']
 
 
 def test_png_is_written_and_summary_printed(tmp_path, reference, capsys):
@@ -167,7 +167,7 @@ def test_figure_has_one_panel_per_task(tmp_path, reference, baselines):
   assert axes[0].get_ylabel() == 'test return'
   legend = [text.get_text() for text in axes[0].get_legend().get_texts()]
   assert legend == [
-      'dreamer (original)', 'ours', 'd4pg_100m', 'a3c_100m_proprio']
+      'dreamer (published)', 'ours', 'd4pg_100m', 'a3c_100m_proprio']
   dashed = [
       line for line in axes[0].get_lines() if line.get_linestyle() == '--']
   assert [tuple(line.get_ydata()) for line in dashed] == [
@@ -246,7 +246,7 @@ def test_one_label_names_every_run(tmp_path, reference):
   runs = [make_run(tmp_path / name, [(100, value)])
           for name, value in (('a', 10), ('b', 30))]
   lines = run_csv(tmp_path, runs, reference, '--label', 'mine', '--bins', '1')
-  assert [line for line in lines if 'original' not in line] == [
+  assert [line for line in lines if 'published' not in line] == [
       HEADER, f'{TASK},mine,50,20,10,30,2']
 
 
@@ -340,7 +340,7 @@ def test_max_step_leaves_out_later_points(tmp_path):
                  '--max_step', '2e1'])
   rows = list(csv.DictReader(output.open()))
   assert max(float(row['step']) for row in rows) <= 20
-  assert {row['label'] for row in rows} == {'dreamer (original)', 'ours'}
+  assert {row['label'] for row in rows} == {'dreamer (published)', 'ours'}
 
 
 def test_format_evaluations_gives_one_row_per_test_episode(tmp_path, reference):
@@ -357,3 +357,22 @@ def test_format_evaluations_gives_one_row_per_test_episode(tmp_path, reference):
       'port,dmc_cartpole_balance,0,100,5,,0.5',
       'port,dmc_cartpole_balance,0,200,7.5,,0.5',
       'original,dmc_cartpole_balance,3,100,1,,0.5']
+
+
+def test_max_step_figure_draws_the_reference_up_to_its_edge(tmp_path):
+  run = make_run(tmp_path / 'ours', [(10, 1.0), (20, 2.0)])
+  reference = tmp_path / 'reference.json'
+  reference.write_text(json.dumps([{
+      'task': 'dmc_cartpole_balance', 'method': 'dreamer', 'seed': '0',
+      'xs': [5, 1000, 2000], 'ys': [1.0, 3.0, 4.0]}]))
+  runs, total, _ = plotting.read_runs([str(run)], ['ours'], [None])
+  runs, cut = plotting.until(
+      runs, plotting.read_reference(reference), 20, keep_next=True)
+  assert cut['dmc_cartpole_balance']['dreamer'] == [[(5.0, 1.0), (1000.0, 3.0)]]
+  figure = plotting.draw(plotting.pool(runs, cut, 2), last=20)
+  axes = figure.axes[0]
+  assert axes.get_xlim() == (0, 20)
+  published = [line for line in axes.lines
+               if line.get_label() == 'dreamer (published)']
+  assert published[0].get_alpha() < 1
+  assert max(published[0].get_xdata()) > 20
