@@ -47,6 +47,8 @@ import sys
 import tempfile
 import time
 
+import devices
+
 ROOT = pathlib.Path(__file__).resolve().parent
 SMALL = dict(cnn_depth=8, stoch_size=10, deter_size=40, num_units=50,
              batch_size=3, batch_length=6, horizon=15)
@@ -622,7 +624,8 @@ def write_reference(args, size, weights, batch, io, noises, theirs, commit):
 def main(argv=None):
   try:
     args = parse(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+    with devices.quiet_start():  # TensorFlow's start-up lines, filtered
+      import tensorflow  # noqa: F401
     return run(args)
   except BadInput as error:
     print(f'diff_original.py: {error}', file=sys.stderr)
