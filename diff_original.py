@@ -484,6 +484,8 @@ def run(args):
     commit = original_compat.check_checkout(args.original, args.force)
   except ValueError as error:
     raise BadInput(str(error)) from None
+  with devices.quiet_start():  # TensorFlow's start-up lines, filtered
+    import tensorflow  # noqa: F401
   print(f'original: {args.original} is commit {commit}' if commit else
         f'original: {args.original} is not a known commit; run anyway '
         f'(--force)')
@@ -624,8 +626,6 @@ def write_reference(args, size, weights, batch, io, noises, theirs, commit):
 def main(argv=None):
   try:
     args = parse(sys.argv[1:] if argv is None else argv)
-    with devices.quiet_start():  # TensorFlow's start-up lines, filtered
-      import tensorflow  # noqa: F401
     return run(args)
   except BadInput as error:
     print(f'diff_original.py: {error}', file=sys.stderr)
