@@ -52,9 +52,10 @@ def measure(precision, jit, repeats, warmup, tiny, action_size, configs=()):
     _block(agent.train(data))
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
-  flops = update_flops(
-      models.Dreamer(config_module.make_config(**{**overrides, 'jit': False}),
-                     action_size), data)
+  if jit:  # the graph statistics need the graph without XLA
+    agent = models.Dreamer(
+        config_module.make_config(**{**overrides, 'jit': False}), action_size)
+  flops = update_flops(agent, data)
   rate = flops / median / 1e9
   peak = matmul_peak(NAMES[precision])
   print(f'{NAMES[precision]:9s} jit={jit!s:5s} warm-up {compile_seconds:6.1f} s  '
