@@ -10,7 +10,9 @@ panel per task: the mean over the runs as a line, their min and max as a
 band, the original's published runs of the task (`--reference`) binned the
 same way and drawn faint behind the others, and the final scores of other methods (`--baselines`) as dashed lines.
 `--format csv` writes the binned curves instead of the figure;
-`--format evaluations` one row per evaluation of each run (EVAL_HEADER).
+`--format evaluations` one row per evaluation of each run (EVAL_HEADER);
+`--format runs` one row per run (RUN_HEADER): how far it got, when its
+actor left the saturated phase, and its speed.
 """
 
 import argparse
@@ -30,6 +32,16 @@ CSV_HEADER = ('task', 'label', 'step', 'mean', 'min', 'max', 'runs')
 # metrics both programs log, as last written before that evaluation.
 EVAL_HEADER = ('program', 'task', 'seed', 'step', 'test_return', 'action_ent',
                'model_loss')
+# One row per run: the last step logged, the step its actor left the
+# saturated phase (saturation_exit), the median action entropy logged before
+# and after that step, and the median of the logged fps (environment steps
+# per second, collection and training together).
+RUN_HEADER = ('program', 'task', 'seed', 'last_step', 'exit_step',
+              'action_ent_before', 'action_ent_after', 'fps')
+# A saturated actor pushes the cart to one side: dmc_cartpole_balance
+# returns 135-150 per 1,000 steps; random actions 200-430.
+EXIT_RETURN = 200
+EXIT_EPISODES = 2
 OURS_COLORS = ('tab:blue', 'tab:orange', 'tab:green', 'tab:purple', 'tab:cyan')
 ORIGINAL_COLORS = ('black', 'tab:gray')
 BASELINE_COLORS = ('tab:red', 'tab:brown', 'tab:olive', 'tab:pink')
@@ -346,6 +358,59 @@ def evaluations(logdir):
   return rows
 
 
+def saturation_exit(returns, start, threshold=EXIT_RETURN,
+                    episodes=EXIT_EPISODES):
+  """The first step s > `start` at which `episodes` training episodes in a
+  row, the first ending at s, return more than `threshold`; None if none.
+
+  `returns` are (step, train return) in order; `start` is the end of the
+  random prefill (the pretrain follows it).
+  """
+  after = [(step, value) for step, value in returns if step > start]
+  for index in range(len(after) - episodes + 1):
+    if all(value > threshold for _, value in after[index:index + episodes]):
+      return after[index][0]
+  return None
+
+
+def run_summary(logdir, prefill=5000):
+  """RUN_HEADER's (last_step, exit_step, action_ent_before, action_ent_after,
+  fps) of a run's metrics.jsonl; None where there is nothing to take."""
+  returns, entropies, fps, last = [], [], [], None
+  path = pathlib.Path(logdir) / 'metrics.jsonl'
+  with open(path, encoding='utf-8', errors='replace') as file:
+    for line in file:
+      try:
+        record = json.loads(line)
+      except ValueError:
+        continue
+      step = finite(record.get('step')) if isinstance(record, dict) else None
+      if step is None:
+        continue
+      last = step if last is None else max(last, step)
+      for key, values in (('train/return', returns),
+                          ('action_ent', entropies), ('fps', fps)):
+        if finite(record.get(key)) is not None:
+          values.append((step, finite(record[key])))
+  exit_step = saturation_exit(returns, prefill)
+  median = lambda values: float(np.median(values)) if values else None
+  before = [v for s, v in entropies if exit_step is None or s < exit_step]
+  after = [v for s, v in entropies if exit_step is not None and s >= exit_step]
+  return (last, exit_step, median(before), median(after),
+          median([v for _, v in fps]))
+
+
+def write_runs(logdirs, labels, tasks, path):
+  """Writes RUN_HEADER rows, one per run."""
+  with open(path, 'w', newline='', encoding='utf-8') as file:
+    writer = csv.writer(file, lineterminator='\n')
+    writer.writerow(RUN_HEADER)
+    for logdir, label, task in zip(logdirs, labels, tasks):
+      writer.writerow([label, task or find_task(logdir), find_seed(logdir)] + [
+          '' if x is None else format_number(round(x, 2))
+          for x in run_summary(logdir)])
+
+
 def find_seed(logdir):
   """`seed` of RUN/config.json, else RUN's folder name if it is a number."""
   try:
@@ -399,7 +464,8 @@ def make_parser():
   parser.add_argument(
       '--output', required=True, metavar='PATH', help='the file to write')
   parser.add_argument(
-      '--format', choices=('png', 'csv', 'evaluations'), default='png',
+      '--format', choices=('png', 'csv', 'evaluations', 'runs'),
+      default='png',
       help='what to write (not taken from the suffix of --output); '
            'default png')
   parser.add_argument(
@@ -500,6 +566,8 @@ def main(argv=None):
       write_csv(panels, args.output)
     elif args.format == 'evaluations':
       write_evaluations(args.logdirs, labels, tasks, args.output)
+    elif args.format == 'runs':
+      write_runs(args.logdirs, labels, tasks, args.output)
     else:
       draw(panels, baselines, last=args.max_step).savefig(
           args.output, format='png')

@@ -376,3 +376,30 @@ def test_max_step_figure_draws_the_reference_up_to_its_edge(tmp_path):
                if line.get_label() == 'dreamer (published)']
   assert published[0].get_alpha() < 1
   assert max(published[0].get_xdata()) > 20
+
+
+def test_saturation_exit_needs_two_episodes_in_a_row_after_the_prefill():
+  returns = [(1000, 300.0), (5000, 300.0), (6000, 140.0), (7000, 240.0),
+             (8000, 140.0), (9000, 250.0), (10000, 260.0), (11000, 150.0)]
+  assert plotting.saturation_exit(returns, 5000) == 9000
+  assert plotting.saturation_exit(returns[:-2], 5000) is None
+  assert plotting.saturation_exit(returns, 5000, episodes=1) == 7000
+  assert plotting.saturation_exit(returns, 0) == 1000
+
+
+def test_format_runs_gives_one_row_per_run(tmp_path, reference):
+  lines = []
+  for step, ret, ent in [(5000, 300, None), (6000, 140, -9.0), (7000, 250, -8.0),
+                         (8000, 260, -4.0), (9000, 270, -3.0)]:
+    lines.append({'step': step, 'train/return': ret})
+    if ent is not None:
+      lines.append({'step': step, 'action_ent': ent, 'fps': step / 1000})
+  run = make_run(tmp_path / 'ours', [(5000, 136.0)],
+                 extra_lines=[json.dumps(line) for line in lines])
+  output = tmp_path / 'runs.csv'
+  plotting.main(['--logdirs', str(run), '--label', 'port', '--reference',
+                 str(reference), '--format', 'runs', '--output', str(output)])
+  assert output.read_text().splitlines() == [
+      'program,task,seed,last_step,exit_step,action_ent_before,'
+      'action_ent_after,fps',
+      'port,dmc_cartpole_balance,0,9000,7000,-9,-4,7.5']
