@@ -205,30 +205,40 @@ def bin_index(steps, span, count):
   return np.maximum(index, 0).astype(np.int64)
 
 
-def bin_curve(runs, span, count):
+def centred_index(steps, width):
+  """The multiple of `width` nearest to each step, as an index k: bin k
+  holds the steps (k − 1/2)·w < s <= (k + 1/2)·w and is drawn at k·w."""
+  return np.ceil(np.asarray(steps, dtype=float) / width - 0.5).astype(np.int64)
+
+
+def bin_curve(runs, span, count, width=None):
   """Rows (centre, mean, min, max, runs) of the bins holding points.
 
-  `runs` are lists of (step, value), binned by bin_index. Each run's points
-  in a bin are averaged; mean, min and max are over the runs with a point in
-  the bin, whose number is `runs`.
+  `runs` are lists of (step, value), binned by bin_index, or with `width`
+  by centred_index (centre k·width). Each run's points in a bin are
+  averaged; mean, min and max are over the runs with a point in the bin,
+  whose number is `runs`.
   """
   per_bin = collections.defaultdict(list)
   for points in runs:
     if not points:
       continue
     steps, values = np.asarray(points, dtype=float).T
-    bins, inverse = np.unique(
-        bin_index(steps, span, count), return_inverse=True)
+    index = (centred_index(steps, width) if width else
+             bin_index(steps, span, count))
+    bins, inverse = np.unique(index, return_inverse=True)
     sums, sizes = np.bincount(inverse, values), np.bincount(inverse)
     for k, total, size in zip(bins, sums, sizes):
       per_bin[int(k)].append(total / size)
+  centre = (lambda k: k * width) if width else (
+      lambda k: (2 * k + 1) * span / (2 * count))
   return [
-      ((2 * k + 1) * span / (2 * count), float(np.mean(means)),
+      (centre(k), float(np.mean(means)),
        float(min(means)), float(max(means)), len(means))
       for k, means in sorted(per_bin.items())]
 
 
-def pool(runs, reference, count=DEFAULT_BINS):
+def pool(runs, reference, count=DEFAULT_BINS, width=None):
   """Panels, one per task in the order the tasks first appear in `runs`.
 
   `runs` are (task, label, points); runs of one task and label are pooled
@@ -236,7 +246,8 @@ def pool(runs, reference, count=DEFAULT_BINS):
   make one curve per method, labelled "METHOD (published)", placed first. All
   curves of a task are binned with bin_index(steps, span, count), span being
   the largest step of our runs of the task, else of its reference runs,
-  else `count` (bins of width 1).
+  else `count` (bins of width 1); with `width`, every curve is binned by
+  centred_index instead.
   """
   groups = {}
   for task, label, points in runs:
@@ -252,10 +263,10 @@ def pool(runs, reference, count=DEFAULT_BINS):
         for curves in (ours, originals)]
     span = next((step for step in largest if step > 0), float(count))
     curves = [
-        Curve(label, bin_curve(method_runs, span, count), True)
+        Curve(label, bin_curve(method_runs, span, count, width), True)
         for label, method_runs in originals.items()]
     curves += [
-        Curve(label, bin_curve(label_runs, span, count), False)
+        Curve(label, bin_curve(label_runs, span, count, width), False)
         for label, label_runs in ours.items()]
     panels.append(Panel(task, curves, bool(originals)))
   return panels
@@ -473,6 +484,11 @@ def make_parser():
       help=f'bins over the steps of our runs of a task (default '
            f'{DEFAULT_BINS}); see below')
   parser.add_argument(
+      '--bin_width', type=positive_int, metavar='STEPS',
+      help='instead of --bins: bins centred on the multiples of STEPS, each '
+           'drawn at its multiple (e.g. 5000 for evaluations every 5,000 '
+           'steps)')
+  parser.add_argument(
       '--label', nargs='+', metavar='NAME',
       help='legend name: one per logdir, or one for all (default "ours"); '
            'runs of one task and label are pooled')
@@ -557,7 +573,7 @@ def main(argv=None):
       runs, reference = until(runs, reference, args.max_step,
                               keep_next=args.format == 'png')
     baselines = read_baselines(args.baselines) if args.baselines else {}
-    panels = pool(runs, reference, args.bins)
+    panels = pool(runs, reference, args.bins, args.bin_width)
     for panel in panels:
       if not panel.has_reference:
         print(f'{panel.task}: no reference curve in {args.reference}, '

@@ -403,3 +403,19 @@ def test_format_runs_gives_one_row_per_run(tmp_path, reference):
       'program,task,seed,last_step,exit_step,action_ent_before,'
       'action_ent_after,fps',
       'port,dmc_cartpole_balance,0,9000,7000,-9,-4,7.5']
+
+
+def test_bin_width_centres_bins_on_its_multiples(tmp_path, reference):
+  assert list(plotting.centred_index([0, 2500, 2501, 5000, 7499, 8000], 5000)) \
+      == [0, 0, 1, 1, 1, 2]
+  first = make_run(tmp_path / 'a', [(5000, 100.0), (10000, 200.0)])
+  second = make_run(tmp_path / 'b', [(5000, 140.0), (8000, 300.0)])
+  output = tmp_path / 'out.csv'
+  plotting.main(['--logdirs', str(first), str(second), '--reference',
+                 str(reference), '--format', 'csv', '--bin_width', '5000',
+                 '--output', str(output)])
+  rows = [row for row in csv.DictReader(output.open())
+          if row['label'] == 'ours']
+  assert [(row['step'], row['mean'], row['min'], row['max'], row['runs'])
+          for row in rows] == [('5000', '120', '100', '140', '2'),
+                               ('10000', '250', '200', '300', '2')]
