@@ -347,10 +347,9 @@ def write_csv(panels, path):
               format_number(x) for x in (step, mean, low, high)] + [runs])
 
 
-def evaluations(logdir):
-  """[(step, test return, action_ent, model_loss)] of a run's metrics.jsonl,
-  the last two as last written before each evaluation (None before any)."""
-  rows, last = [], {'action_ent': None, 'model_loss': None}
+def records(logdir):
+  """The JSON objects of a run's metrics.jsonl, in order; other lines are
+  left out."""
   path = pathlib.Path(logdir) / 'metrics.jsonl'
   with open(path, encoding='utf-8', errors='replace') as file:
     for line in file:
@@ -358,14 +357,21 @@ def evaluations(logdir):
         record = json.loads(line)
       except ValueError:
         continue
-      if not isinstance(record, dict):
-        continue
-      for key in last:
-        if finite(record.get(key)) is not None:
-          last[key] = finite(record[key])
-      step, value = finite(record.get('step')), finite(record.get('test/return'))
-      if step is not None and value is not None:
-        rows.append((step, value, last['action_ent'], last['model_loss']))
+      if isinstance(record, dict):
+        yield record
+
+
+def evaluations(logdir):
+  """[(step, test return, action_ent, model_loss)] of a run's metrics.jsonl,
+  the last two as last written before each evaluation (None before any)."""
+  rows, last = [], {'action_ent': None, 'model_loss': None}
+  for record in records(logdir):
+    for key in last:
+      if finite(record.get(key)) is not None:
+        last[key] = finite(record[key])
+    step, value = finite(record.get('step')), finite(record.get('test/return'))
+    if step is not None and value is not None:
+      rows.append((step, value, last['action_ent'], last['model_loss']))
   return rows
 
 
@@ -388,21 +394,15 @@ def run_summary(logdir, prefill=5000):
   """RUN_HEADER's (last_step, exit_step, action_ent_before, action_ent_after,
   fps) of a run's metrics.jsonl; None where there is nothing to take."""
   returns, entropies, fps, last = [], [], [], None
-  path = pathlib.Path(logdir) / 'metrics.jsonl'
-  with open(path, encoding='utf-8', errors='replace') as file:
-    for line in file:
-      try:
-        record = json.loads(line)
-      except ValueError:
-        continue
-      step = finite(record.get('step')) if isinstance(record, dict) else None
-      if step is None:
-        continue
-      last = step if last is None else max(last, step)
-      for key, values in (('train/return', returns),
-                          ('action_ent', entropies), ('fps', fps)):
-        if finite(record.get(key)) is not None:
-          values.append((step, finite(record[key])))
+  for record in records(logdir):
+    step = finite(record.get('step'))
+    if step is None:
+      continue
+    last = step if last is None else max(last, step)
+    for key, values in (('train/return', returns),
+                        ('action_ent', entropies), ('fps', fps)):
+      if finite(record.get(key)) is not None:
+        values.append((step, finite(record[key])))
   exit_step = saturation_exit(returns, prefill)
   median = lambda values: float(np.median(values)) if values else None
   before = [v for s, v in entropies if exit_step is None or s < exit_step]
