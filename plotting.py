@@ -8,7 +8,8 @@ Reads the `test/return` lines of each run's metrics.jsonl, pools the runs of
 one task and label, bins their points over environment steps and draws one
 panel per task: the mean over the runs as a line, their min and max as a
 band, the original's published runs of the task (`--reference`) binned the
-same way and drawn faint behind the others, and the final scores of other methods (`--baselines`) as dashed lines.
+same way and drawn faint behind the others, and the final scores of other
+methods (`--baselines`) as dashed lines.
 `--format csv` writes the binned curves instead of the figure;
 `--format evaluations` one row per evaluation of each run (EVAL_HEADER);
 `--format runs` one row per run (RUN_HEADER): how far it got, when its
