@@ -25,9 +25,9 @@ Replaced from outside its files, only where it cannot run here:
   `thread`: every environment is already a process of its own;
 - `tools.encode_gif` (ffmpeg binary, numpy's removed `tostring`): GIF
   bytes from imageio instead, for the same TensorBoard summaries.
-- The original never uses `--seed`: here it seeds Python's, NumPy's and
-  TensorFlow's global generators and the environments (train env i:
-  seed + i, test env i: seed + 10000 + i, as the port).
+- The original never uses `--seed`: here it seeds Python's and NumPy's
+  global generators and the environments (train env i: seed + i, test env
+  i: seed + 10000 + i, as the port). Not TensorFlow's (see seed_globals).
 """
 
 import argparse
@@ -54,6 +54,22 @@ def encode_gif(frames, fps):
     frames = frames[..., 0]
   return iio.imwrite(
       '<bytes>', frames, extension='.gif', duration=1000 / fps, loop=0)
+
+
+def seed_globals(seed):
+  """Seeds Python's and NumPy's global generators, and not TensorFlow's.
+
+  The original never sets TensorFlow's global seed, and setting it changes
+  its noise: its RSSM draws its latent samples inside nested tf.functions
+  (obs_step, img_step), whose bodies are inlined into the train step once
+  per call, and with a global seed every inlined copy of a random op gets
+  the same op seed. Each train step then draws one ε for all 2·T observe
+  samples (prior and posterior alike) and another for all H imagination
+  steps, instead of a fresh one per sample (tests/test_original_train.py).
+  """
+  import numpy as np
+  random.seed(seed)
+  np.random.seed(seed)
 
 
 def parse(argv):
@@ -100,12 +116,8 @@ def main(argv=None):
         f'--{key}', type=original.tools.args_type(value), default=value)
   config = parser.parse_args(rest)
 
-  import numpy as np
-  import tensorflow as tf
   import original_env
-  random.seed(config.seed)
-  np.random.seed(config.seed)
-  tf.random.set_seed(config.seed)
+  seed_globals(config.seed)
 
   replaced = [
       'TF 2.2 APIs (original_compat shims, tf_keras)',
@@ -121,7 +133,7 @@ def main(argv=None):
   original.tools.encode_gif = encode_gif
   print(f'Original Dreamer {commit or "(unknown commit, --force)"} from '
         f'{original.path}; replaced: {"; ".join(replaced)}; --seed '
-        f'{config.seed} seeds Python/NumPy/TF and the envs (train seed+i, '
+        f'{config.seed} seeds Python/NumPy and the envs (train seed+i, '
         f'test seed+10000+i).', flush=True)
   try:
     original.dreamer.main(config)

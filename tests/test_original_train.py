@@ -3,7 +3,8 @@
 (a) The environment it is served (our spawned worker, original_env.py)
     equals the original's own wrapper stack step for step; (b) a tiny run
     of the original ends with its logdir complete, and the same command
-    with more steps resumes from it.
+    with more steps resumes from it; (c) its seeding leaves the original's
+    latent noise fresh for every sample, as the original draws it.
 
 The checkout comes from DREAMER_ORIGINAL_DIR (default
 `<repo>/../shared/original-dreamer`); without it the tests skip and say
@@ -214,3 +215,47 @@ def test_tiny_original_run_and_resume(checkout, tmp_path):
   steps = [json.loads(line)['step'] for line in
            (logdir / 'metrics.jsonl').read_text().splitlines()]
   assert max(steps) == 160
+
+
+# --- (c) the harness's seeding leaves the original's noise fresh -------------
+
+def distinct_latent_noise(checkout, tf_seed):
+  """Runs in a process of its own (tf_keras). Seeds as original_train does
+  (plus TensorFlow's global seed when `tf_seed`), observes 5 steps of two
+  sequences with the original's RSSM inside a tf.function, as its train
+  step does, and returns how many distinct ε = (stoch − mean) / std its
+  10 latent samples of the first sequence (5 priors, 5 posteriors) drew."""
+  os.environ['TF_USE_LEGACY_KERAS'] = '1'
+  import original_compat
+  import original_train
+  original = original_compat.load_original(checkout)
+  import tensorflow as tf
+  original_train.seed_globals(3)
+  if tf_seed:
+    tf.random.set_seed(3)
+  rssm = original.models.RSSM(stoch=4, deter=6, hidden=6)
+  embed, action = tf.zeros((2, 5, 8)), tf.zeros((2, 5, 1))
+
+  @tf.function
+  def observe():
+    post, prior = rssm.observe(embed, action)
+    return [(s['stoch'] - s['mean']) / s['std'] for s in (post, prior)]
+
+  eps = np.concatenate([e.numpy()[0] for e in observe()], 0)
+  return len(np.unique(eps.round(4), axis=0))
+
+
+@pytest.mark.parametrize('tf_seed, expected', [(False, 10), (True, 1)])
+def test_seeding_keeps_the_originals_latent_noise_fresh(
+    checkout, tf_seed, expected):
+  # With TensorFlow's global seed set (what this harness used to do), every
+  # inlined copy of obs_step's and img_step's random op gets one op seed:
+  # all ten samples share one ε. Unseeded, as the original runs, ten.
+  code = (
+      'import test_original_train as t; '
+      f'print(t.distinct_latent_noise({str(checkout)!r}, {tf_seed}))')
+  result = subprocess.run(
+      [sys.executable, '-c', code], env=_env(), cwd=ROOT,
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert int(result.stdout.strip().splitlines()[-1]) == expected
