@@ -271,9 +271,11 @@ def install_samplers(noise):
   def latent_sample(self, sample_shape=(), seed=None, name='sample'):
     # tools._mnd_sample: tf.random.normal(event_shape, mean, std), which is
     # `normal * std + mean`; the draw is read instead of generated.
+    # The open-loop summary branch observes and imagines data[:6]: traced
+    # in every step though it never runs, it takes the first rows.
     assert tuple(sample_shape) == (), sample_shape
     mean, std = self.mean(), self.stddev()
-    return noise.latent(mean.dtype) * std + mean
+    return noise.latent(mean.dtype)[:tf.shape(mean)[0]] * std + mean
 
   def actor_sample(self, sample_shape=(), seed=None):
     # SampleDist wraps Independent(TransformedDistribution(Normal, Tanh));

@@ -1,5 +1,6 @@
 """The noise seam: shared latent noise like the original's, or independent."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,19 +21,26 @@ def spread_over_batch(eps):
   return float(np.abs(eps - eps[:1]).max())
 
 
+@pytest.mark.parametrize('traced', [False, True])
 @pytest.mark.parametrize('mode', ['shared', 'independent'])
-def test_observe_and_imagine_share_latent_noise_across_the_batch(mode):
+def test_observe_and_imagine_share_latent_noise_across_the_batch(
+    mode, traced):
+  # Traced with the global seed set, as a run's train step: each draw must
+  # still be fresh (the original's nested tf.functions then repeat theirs,
+  # see original_train.seed_globals).
+  keras.utils.set_random_seed(0)
   rssm = networks.RSSM(2, 8, stoch=4, deter=6, hidden=6, latent_noise=mode)
   rng = np.random.default_rng(0)
   embed = rng.normal(size=(5, 3, 8)).astype(np.float32)
   action = rng.uniform(-1, 1, (5, 3, 2)).astype(np.float32)
-  post, prior = rssm.observe(embed, action)
-  imagined = rssm.imagine(action)
+  run = lambda: (*rssm.observe(embed, action), rssm.imagine(action))
+  post, prior, imagined = tf.function(run)() if traced else run()
   for state in (post, prior, imagined):
     eps = latent_eps(state)
     assert spread_over_batch(eps) < 1e-4 if mode == 'shared' else (
         spread_over_batch(eps) > 0.1)
     assert np.abs(eps[:, 0] - eps[:, 1]).max() > 0.1  # New noise each step.
+  assert np.abs(latent_eps(post) - latent_eps(prior)).max() > 0.1
 
 
 @pytest.mark.parametrize('mode', ['shared', 'independent'])
