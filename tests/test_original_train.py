@@ -36,6 +36,16 @@ def _env():
   return env
 
 
+def last_line_of(code):
+  """Runs Python `code` in a fresh process (tests/ importable); returns
+  the last line it printed, failing the test if it failed."""
+  result = subprocess.run(
+      [sys.executable, '-c', code], env=_env(), cwd=ROOT,
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout.strip().splitlines()[-1]
+
+
 # --- (a) the served environment equals the original's wrappers --------------
 
 def compare_envs(checkout, task, action_repeat, time_limit, seed, steps):
@@ -133,15 +143,10 @@ def compare_envs(checkout, task, action_repeat, time_limit, seed, steps):
     ('dmc_walker_walk', 16),       # a scalar state entry (height)
 ])
 def test_served_env_equals_the_originals_wrappers(checkout, task, time_limit):
-  code = (
+  problems, count = json.loads(last_line_of(
       'import json, test_original_train as t; '
       f'print(json.dumps(t.compare_envs({str(checkout)!r}, {task!r}, 2, '
-      f'{time_limit}, 5, 100)))')
-  result = subprocess.run(
-      [sys.executable, '-c', code], env=_env(), cwd=ROOT,
-      capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  problems, count = json.loads(result.stdout.strip().splitlines()[-1])
+      f'{time_limit}, 5, 100)))'))
   assert count == time_limit // 2
   assert not problems, '\n'.join(problems[:20])
 
@@ -251,11 +256,7 @@ def test_seeding_keeps_the_originals_latent_noise_fresh(
   # With TensorFlow's global seed set (what this harness used to do), every
   # inlined copy of obs_step's and img_step's random op gets one op seed:
   # all ten samples share one ε. Unseeded, as the original runs, ten.
-  code = (
+  assert int(last_line_of(
       'import test_original_train as t; '
-      f'print(t.distinct_latent_noise({str(checkout)!r}, {tf_seed}))')
-  result = subprocess.run(
-      [sys.executable, '-c', code], env=_env(), cwd=ROOT,
-      capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert int(result.stdout.strip().splitlines()[-1]) == expected
+      f'print(t.distinct_latent_noise({str(checkout)!r}, {tf_seed}))')) == (
+          expected)
