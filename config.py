@@ -15,124 +15,202 @@ import pathlib
 import re
 import sys
 import types
+import typing
 
-# key: (default, help). The order is the order of `--help`.
+
+class Flag(typing.NamedTuple):
+  """One config key: its default, one line of help, and what is allowed
+  (`choices`, or a numeric range from `low` to `high`, ends included)."""
+  default: object
+  help: str
+  choices: tuple = None
+  low: float = None
+  high: float = None
+
+
+# The order is the order of `--help`.
 FLAGS = {
     # General.
-    'logdir': (pathlib.Path('.'), 'folder of the run (required): config.json, '
-               'episodes/, metrics.jsonl, checkpoint.npz; a run there resumes'),
-    'seed': (0, 'seeds Python, NumPy, TensorFlow, the sampler and the '
-             'environments (the original never used it)'),
-    'steps': (int(5e6), 'environment steps to train for, prefill included'),
-    'eval_every': (int(1e4), 'environment steps of collection between two '
-                   'evaluations (and checkpoints)'),
-    'log_every': (int(1e3), 'environment steps between two writes of the '
-                  'training metrics; 0: after every burst'),
-    'log_scalars': (True, 'write the training metrics'),
-    'log_images': (True, 'write GIFs of test episodes and of the open-loop '
-                   'predictions (agent/openl)'),
-    'gpu_growth': (True, 'let TensorFlow allocate GPU memory as needed'),
-    'precision': ('16', '16: float16 on GPUs (float32 on a CPU, said at '
-                  'start), 32: float32, bf16: bfloat16 (ours)'),
-    'jit': (False, '(ours) compile the update with XLA'),
+    'logdir': Flag(
+        pathlib.Path('.'),
+        'folder of the run (required): config.json, episodes/, metrics.jsonl,'
+        ' checkpoint.npz; a run there resumes'),
+    'seed': Flag(
+        0,
+        'seeds Python, NumPy, TensorFlow, the sampler and the environments '
+        '(the original never used it)'),
+    'steps': Flag(
+        int(5e6),
+        'environment steps to train for, prefill included',
+        low=1),
+    'eval_every': Flag(
+        int(1e4),
+        'environment steps of collection between two evaluations (and '
+        'checkpoints)',
+        low=1),
+    'log_every': Flag(
+        int(1e3),
+        'environment steps between two writes of the training metrics; 0: '
+        'after every burst',
+        low=0),
+    'log_scalars': Flag(True, 'write the training metrics'),
+    'log_images': Flag(
+        True,
+        'write GIFs of test episodes and of the open-loop predictions '
+        '(agent/openl)'),
+    'gpu_growth': Flag(True, 'let TensorFlow allocate GPU memory as needed'),
+    'precision': Flag(
+        '16',
+        '16: float16 on GPUs (float32 on a CPU, said at start), 32: float32, '
+        'bf16: bfloat16 (ours)',
+        choices=('16', '32', 'bf16')),
+    'jit': Flag(False, '(ours) compile the update with XLA'),
     # Environment.
-    'task': ('dmc_walker_walk', 'dmc_DOMAIN_TASK (DeepMind Control, e.g. '
-             'dmc_cheetah_run) or atari_GAME (e.g. atari_pong)'),
-    'envs': (1, 'environments of each kind (training, test) stepped at once'),
-    'parallel': ('none', 'none: step the environment workers one after '
-                 'another; process or thread: all at once'),
-    'action_repeat': (2, 'environment steps per agent action, rewards summed'),
-    'time_limit': (1000, 'environment steps per episode at most'),
-    'prefill': (5000, 'environment steps of uniform random actions before '
-                'training (episodes already on disk count)'),
-    'eval_noise': (0.0, 'exploration amount while evaluating'),
-    'clip_rewards': ('none', 'none or tanh: what the rewards pass through '
-                     'before the model sees them'),
-    'obs': ('image', '(ours) what the model observes: image, proprio (the '
-            'state arrays) or both'),
+    'task': Flag(
+        'dmc_walker_walk',
+        'dmc_DOMAIN_TASK (DeepMind Control, e.g. dmc_cheetah_run) or '
+        'atari_GAME (e.g. atari_pong)'),
+    'envs': Flag(
+        1,
+        'environments of each kind (training, test) stepped at once',
+        low=1),
+    'parallel': Flag(
+        'none',
+        'none: step the environment workers one after another; process or '
+        'thread: all at once',
+        choices=('none', 'thread', 'process')),
+    'action_repeat': Flag(
+        2,
+        'environment steps per agent action, rewards summed',
+        low=1),
+    'time_limit': Flag(1000, 'environment steps per episode at most', low=1),
+    'prefill': Flag(
+        5000,
+        'environment steps of uniform random actions before training '
+        '(episodes already on disk count)',
+        low=0),
+    'eval_noise': Flag(0.0, 'exploration amount while evaluating', low=0),
+    'clip_rewards': Flag(
+        'none',
+        'none or tanh: what the rewards pass through before the model sees '
+        'them',
+        choices=('none', 'tanh')),
+    'obs': Flag(
+        'image',
+        '(ours) what the model observes: image, proprio (the state arrays) or'
+        ' both',
+        choices=('image', 'proprio', 'both')),
     # Model.
-    'deter_size': (200, 'size of the RSSM deterministic (GRU) state `deter`'),
-    'stoch_size': (30, 'size of the RSSM stochastic state `stoch`'),
-    'num_units': (400, 'units of every dense layer'),
-    'dense_act': ('elu', 'activation of the dense layers'),
-    'cnn_act': ('relu', 'activation of the convolutions'),
-    'cnn_depth': (32, 'filters of the first convolution (x2, x4, x8 after)'),
-    'pcont': (False, 'learn a discount head (pcont) and imagine with it, '
-              'as the paper does for Atari'),
-    'free_nats': (3.0, 'the KL term counts only above this many nats (of '
-                  'its batch mean)'),
-    'kl_scale': (1.0, 'weight of the KL term in the model loss'),
-    'pcont_scale': (10.0, 'weight of the pcont log-likelihood in the model '
-                    'loss'),
-    'weight_decay': (0.0, 'weights matching --weight_decay_pattern are '
-                     'multiplied by 1 - weight_decay before each update'),
-    'weight_decay_pattern': (r'.*', 'regular expression searched in '
-                             'OPTIMIZER/MODULE/LAYER/WEIGHT names, e.g. '
-                             'model/encoder/h1/kernel'),
-    'latent_noise': ('shared', '(ours) shared: one latent noise vector per '
-                     'step for the whole batch, as the original; '
-                     'independent: one per sequence'),
+    'deter_size': Flag(
+        200,
+        'size of the RSSM deterministic (GRU) state `deter`',
+        low=1),
+    'stoch_size': Flag(30, 'size of the RSSM stochastic state `stoch`', low=1),
+    'num_units': Flag(400, 'units of every dense layer', low=1),
+    'dense_act': Flag(
+        'elu',
+        'activation of the dense layers',
+        choices=('elu', 'relu', 'swish', 'leaky_relu')),
+    'cnn_act': Flag(
+        'elu',
+        'activation of the convolutions',
+        choices=('elu', 'relu', 'swish', 'leaky_relu')),
+    'cnn_depth': Flag(
+        32,
+        'filters of the first convolution (x2, x4, x8 after)',
+        low=1),
+    'pcont': Flag(
+        False,
+        'learn a discount head (pcont) and imagine with it, as the paper does'
+        ' for Atari'),
+    'free_nats': Flag(
+        3.0,
+        'the KL term counts only above this many nats (of its batch mean)',
+        low=0),
+    'kl_scale': Flag(1.0, 'weight of the KL term in the model loss', low=0),
+    'pcont_scale': Flag(
+        10.0,
+        'weight of the pcont log-likelihood in the model loss',
+        low=0),
+    'weight_decay': Flag(
+        0.0,
+        'weights matching --weight_decay_pattern are multiplied by 1 - '
+        'weight_decay before each update',
+        low=0, high=1),
+    'weight_decay_pattern': Flag(
+        r'.*',
+        'regular expression searched in OPTIMIZER/MODULE/LAYER/WEIGHT names, '
+        'e.g. model/encoder/h1/kernel'),
+    'latent_noise': Flag(
+        'shared',
+        '(ours) shared: one latent noise vector per step for the whole batch,'
+        ' as the original; independent: one per sequence',
+        choices=('shared', 'independent')),
     # Training.
-    'batch_size': (50, 'sequences per training batch'),
-    'batch_length': (50, 'agent steps per training sequence'),
-    'train_every': (1000, 'environment steps between two training bursts; '
-                    '0: at every agent step'),
-    'train_steps': (100, 'updates per training burst'),
-    'pretrain': (100, 'updates of the first burst, after the prefill'),
-    'model_lr': (6e-4, 'Adam learning rate of the world model'),
-    'value_lr': (8e-5, 'Adam learning rate of the value head'),
-    'actor_lr': (8e-5, 'Adam learning rate of the actor'),
-    'grad_clip': (100.0, 'gradients are clipped to this global norm (per '
-                  'optimizer); 0: not clipped'),
-    'dataset_balance': (False, 'start more training sequences near the end '
-                        'of episodes'),
-    'replay_memory': (0.0, '(ours) GB of episodes kept in memory, older ones '
-                      'read from disk when sampled; 0: half the RAM'),
+    'batch_size': Flag(50, 'sequences per training batch', low=1),
+    'batch_length': Flag(50, 'agent steps per training sequence', low=2),
+    'train_every': Flag(
+        1000,
+        'environment steps between two training bursts; 0: at every agent '
+        'step',
+        low=0),
+    'train_steps': Flag(100, 'updates per training burst', low=1),
+    'pretrain': Flag(
+        100,
+        'updates of the first burst, after the prefill',
+        low=0),
+    'model_lr': Flag(6e-4, 'Adam learning rate of the world model', low=0),
+    'value_lr': Flag(8e-5, 'Adam learning rate of the value head', low=0),
+    'actor_lr': Flag(8e-5, 'Adam learning rate of the actor', low=0),
+    'grad_clip': Flag(
+        100.0,
+        'gradients are clipped to this global norm (per optimizer); 0: not '
+        'clipped',
+        low=0),
+    'dataset_balance': Flag(
+        False,
+        'start more training sequences near the end of episodes'),
+    'replay_memory': Flag(
+        0.0,
+        '(ours) GB of episodes kept in memory, older ones read from disk when'
+        ' sampled; 0: half the RAM',
+        low=0),
     # Behavior.
-    'discount': (0.99, 'discount of the imagined rewards (without pcont)'),
-    'disclam': (0.95, 'lambda of the lambda-returns that train actor and '
-                'value'),
-    'horizon': (15, 'imagined steps from every posterior state'),
-    'action_dist': ('tanh_normal', 'tanh_normal (continuous actions) or '
-                    'onehot (discrete, e.g. Atari)'),
-    'action_init_std': (5.0, 'initial scale of the actor\'s pre-tanh Normal'),
-    'expl': ('additive_gaussian', 'exploration while collecting: '
-             'additive_gaussian, completely_random or epsilon_greedy'),
-    'expl_amount': (0.3, 'exploration amount: Gaussian scale or epsilon'),
-    'expl_decay': (0.0, 'environment steps over which the amount halves; '
-                   '0: constant'),
-    'expl_min': (0.0, 'lowest exploration amount when it decays'),
+    'discount': Flag(
+        0.99,
+        'discount of the imagined rewards (without pcont)',
+        low=0, high=1),
+    'disclam': Flag(
+        0.95,
+        'lambda of the lambda-returns that train actor and value',
+        low=0, high=1),
+    'horizon': Flag(15, 'imagined steps from every posterior state', low=1),
+    'action_dist': Flag(
+        'tanh_normal',
+        'tanh_normal (continuous actions) or onehot (discrete, e.g. Atari)',
+        choices=('tanh_normal', 'onehot')),
+    'action_init_std': Flag(
+        5.0,
+        "initial scale of the actor's pre-tanh Normal",
+        low=1e-06),
+    'expl': Flag(
+        'additive_gaussian',
+        'exploration while collecting: additive_gaussian, completely_random '
+        'or epsilon_greedy',
+        choices=('additive_gaussian', 'completely_random', 'epsilon_greedy')),
+    'expl_amount': Flag(
+        0.3,
+        'exploration amount: Gaussian scale or epsilon',
+        low=0),
+    'expl_decay': Flag(
+        0.0,
+        'environment steps over which the amount halves; 0: constant',
+        low=0),
+    'expl_min': Flag(0.0, 'lowest exploration amount when it decays', low=0),
 }
 
-CHOICES = {
-    'parallel': ('none', 'thread', 'process'),
-    'clip_rewards': ('none', 'tanh'),
-    'dense_act': ('elu', 'relu', 'swish', 'leaky_relu'),
-    'cnn_act': ('elu', 'relu', 'swish', 'leaky_relu'),
-    'action_dist': ('tanh_normal', 'onehot'),
-    'expl': ('additive_gaussian', 'completely_random', 'epsilon_greedy'),
-    'precision': ('16', '32', 'bf16'),
-    'latent_noise': ('shared', 'independent'),
-    'obs': ('image', 'proprio', 'both'),
-}
-
-# Allowed ranges of numeric keys: (lowest, highest or None), ends included.
-RANGES = {
-    **{key: (1, None) for key in (
-        'steps', 'eval_every', 'envs', 'action_repeat', 'time_limit',
-        'deter_size', 'stoch_size', 'num_units', 'cnn_depth', 'batch_size',
-        'train_steps', 'horizon')},
-    **{key: (0, None) for key in (
-        'log_every', 'prefill', 'train_every', 'pretrain', 'eval_noise',
-        'free_nats', 'kl_scale', 'pcont_scale', 'model_lr', 'value_lr',
-        'actor_lr', 'grad_clip', 'expl_amount', 'expl_decay', 'expl_min',
-        'replay_memory')},
-    'batch_length': (2, None),
-    'weight_decay': (0, 1),
-    'discount': (0, 1),
-    'disclam': (0, 1),
-    'action_init_std': (1e-6, None),
-}
+# Allowed values by key, read from FLAGS (the networks check theirs).
+CHOICES = {key: flag.choices for key, flag in FLAGS.items() if flag.choices}
 
 # Named overlays of the defaults, applied in order by `--configs NAME ...`
 # before the other flags (as the original's later versions do).
@@ -159,7 +237,7 @@ RESUME_KEYS = (
 
 def defaults():
   """Every config key with its default, and `configs` (the overlays)."""
-  return dict(configs=[], **{key: value for key, (value, _) in FLAGS.items()})
+  return dict(configs=[], **{key: flag.default for key, flag in FLAGS.items()})
 
 
 def make_config(**overrides):
@@ -183,16 +261,15 @@ def make_config(**overrides):
 
 def check_config(config):
   """ValueError naming the first key whose value is not allowed."""
-  for key, allowed in CHOICES.items():
-    if str(config[key]) not in allowed:
-      raise ValueError(
-          f'--{key} {config[key]!r} is not allowed; choose one of: '
-          f'{", ".join(allowed)}')
-  for key, (low, high) in RANGES.items():
+  for key, flag in FLAGS.items():
     value = config[key]
-    if not (math.isfinite(value) and value >= low and (
-        high is None or value <= high)):
-      allowed = f'at least {low}' if high is None else f'in [{low}, {high}]'
+    if flag.choices and str(value) not in flag.choices:
+      raise ValueError(
+          f'--{key} {value!r} is not allowed; choose one of: '
+          f'{", ".join(flag.choices)}')
+    if flag.low is not None and not _in_range(value, flag.low, flag.high):
+      allowed = (f'at least {flag.low}' if flag.high is None
+                 else f'in [{flag.low}, {flag.high}]')
       raise ValueError(f'--{key} must be {allowed}, got {value}')
   episode = -(-config['time_limit'] // config['action_repeat'])
   if config['batch_length'] > episode:
@@ -215,6 +292,11 @@ def check_config(config):
     raise ValueError(
         f'--weight_decay_pattern {config["weight_decay_pattern"]!r} is not '
         f'a regular expression: {error}')
+
+
+def _in_range(value, low, high):
+  return math.isfinite(value) and value >= low and (
+      high is None or value <= high)
 
 
 def config_dict(config):
@@ -286,9 +368,9 @@ def _metavar(default):
 
 def _flag_help(key, value):
   """One line: the help, the allowed values and the default."""
-  text = FLAGS[key][1]
-  if key in CHOICES and not any(c in text for c in CHOICES[key][1:]):
-    text += f' ({"|".join(CHOICES[key])})'
+  text, choices = FLAGS[key].help, FLAGS[key].choices
+  if choices and not any(c in text for c in choices[1:]):
+    text += f' ({"|".join(choices)})'
   if key != 'logdir':
     text += f' [default: {value}]'
   return text.replace('%', '%%')

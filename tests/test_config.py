@@ -98,7 +98,8 @@ def test_help_explains_every_flag(capsys):
     parse_args(['--help'])
   assert info.value.code == 0
   text = ' '.join(capsys.readouterr().out.split())
-  for key, (_, help_text) in config.FLAGS.items():
+  for key, flag in config.FLAGS.items():
+    help_text = flag.help
     assert help_text and f'--{key} ' in text, key
     assert ' '.join(help_text.split()) in text, key
   assert set(config.FLAGS) | {'configs'} == set(defaults())
