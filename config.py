@@ -299,6 +299,18 @@ def _in_range(value, low, high):
       high is None or value <= high)
 
 
+def describe_config(config):
+  """One line: the flags that differ from the defaults (after --configs)
+  and where all keys are saved."""
+  now = config_dict(config)
+  base = config_dict(make_config(configs=config.configs))
+  changed = ' '.join(f'--{key} {value}' for key, value in now.items()
+                     if key not in ('configs', 'logdir') and value != base[key])
+  configs = f'--configs {" ".join(config.configs)} ' if config.configs else ''
+  return (f'Config: {configs}{changed or "(defaults)"}; every key in '
+          f'{config.logdir / "config.json"}')
+
+
 def config_dict(config):
   """The config as JSON-ready values."""
   return {k: str(v) if isinstance(v, pathlib.Path) else v

@@ -123,24 +123,32 @@ def quiet_start():
       sys.stderr.flush()
 
 
-def describe_devices(gpus, strategy):
-  """One line: where training runs."""
+def describe_devices(gpus, strategy, doing='Training'):
+  """One line: where the work (`doing`) runs."""
   if strategy is not None:
-    return (f'Training on {strategy.num_replicas_in_sync} replicas '
+    return (f'{doing} on {strategy.num_replicas_in_sync} replicas '
             f'({type(strategy).__name__}).')
   if gpus:
-    return f'Training on 1 GPU ({gpus[0].name}).'
+    return f'{doing} on 1 GPU ({gpus[0].name}).'
   name, extensions = cpu_model()
-  return (f'Training on the CPU: {name}, {os.cpu_count()} cores'
+  return (f'{doing} on the CPU: {name}, {os.cpu_count()} cores'
           f'{", " if extensions else ""}{", ".join(extensions)}; no GPU.')
 
 
-def setup_tensorflow(seed, gpu_growth, batch_size):
+def setup(precision, seed, gpu_growth, batch_size, doing='Training'):
+  """TensorFlow seeded on its devices, and the precision to run there:
+  returns (precision, its note or None, strategy or None)."""
+  has_gpu, strategy = setup_tensorflow(seed, gpu_growth, batch_size, doing)
+  precision, note = resolve_precision(precision, has_gpu, cpu_has_bf16())
+  return precision, note, strategy
+
+
+def setup_tensorflow(seed, gpu_growth, batch_size, doing='Training'):
   """Seeds TensorFlow and chooses the devices; returns (has_gpu, strategy).
 
   Several hosts (TF_CONFIG set): MultiWorkerMirroredStrategy. Several
   local GPUs: MirroredStrategy, as the original. One device: no strategy.
-  Prints one line naming the devices.
+  Prints one line naming the devices and what runs there (`doing`).
   """
   with quiet_start():
     import tensorflow as tf
@@ -161,6 +169,6 @@ def setup_tensorflow(seed, gpu_growth, batch_size):
            f'the {local} devices of this host; use a multiple of {local}')
     print(f'Each host samples --batch_size {batch_size} sequences per '
           f'update.', flush=True)
-  print(describe_devices(gpus, strategy), flush=True)
+  print(describe_devices(gpus, strategy, doing), flush=True)
   keras.utils.set_random_seed(seed)
   return bool(gpus), strategy

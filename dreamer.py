@@ -36,7 +36,8 @@ import tools
 import workers
 import wrappers
 from config import (
-    CHOICES, check_logdir, config_dict, fail, parse_args, saved_config)
+    CHOICES, check_logdir, config_dict, describe_config, fail, parse_args,
+    saved_config)
 from driver import Driver
 from logger import Logger, Progress
 
@@ -140,11 +141,10 @@ def build(config, strategy, env, logger, step, progress, rng):
       rescan=config.train_steps, seed=config.seed,
       memory=replay.replay_bytes(config.replay_memory))
   progress.replay = sampler.memory
-  agent = Agent(config, model, replay.batches(sampler, config.batch_size),
-                logger, step, progress, rng)
   path = config.logdir / checkpoint.NAME
-  agent.save = functools.partial(
-      checkpoint.save_checkpoint, path, model, agent, sampler)
+  agent = Agent(config, model, replay.batches(sampler, config.batch_size),
+                logger, step, progress, rng, save=lambda agent: (
+                    checkpoint.save_checkpoint(path, model, agent, sampler)))
   if checkpoint.exists(path):
     print('Load checkpoint.', flush=True)
     checkpoint.load_checkpoint(path, model, agent, sampler)
@@ -170,9 +170,11 @@ def train_and_evaluate(config, agent, train, test, step, progress):
     progress.update(step.value, force=True)
 
 
-def make_envs(config, mode):
-  """`--envs` environment workers for `mode` train or test, seeded apart."""
-  seed = config.seed + (0 if mode == 'train' else 10_000)
+def make_envs(config, mode, seed=None):
+  """`--envs` environment workers for `mode` train or test, seeded `seed` +
+  index (default: the run's seed, + 10,000 for test)."""
+  if seed is None:
+    seed = config.seed + (0 if mode == 'train' else 10_000)
   return [
       workers.Async(functools.partial(
           wrappers.make_env, config.task, config.action_repeat,
@@ -223,7 +225,8 @@ class Agent:
   a call first trains: `--pretrain` updates the first time, then
   `--train_steps`; as in the original, evaluation calls train too. Then it
   acts: the actor's sample plus exploration noise while training, its mode
-  while evaluating. `save`, if set, is called after every training burst.
+  while evaluating. `save(agent)`, if given, writes the checkpoint; it runs
+  after every training burst.
   """
 
   def __init__(self, config, model, batches, logger, step, progress, rng,
@@ -235,7 +238,7 @@ class Agent:
     self._progress = progress
     self._rng = rng
     self._step = step
-    self.save = save
+    self._save = save
     self.updates = 0
     self.train_seconds = 0.0
     self._pending = 0  # Updates left of a burst that a stop cut short.
@@ -295,7 +298,7 @@ class Agent:
         self._logger.scalar(name, value)
       self._logger.write(self.step, fps=True, prefix='agent')
     self.train_seconds += time.time() - last
-    if burst and self.save:
+    if burst:
       self.save()
 
   def _report(self, duration):
@@ -326,10 +329,15 @@ class Agent:
       return action
     return explore(action, amount, self._c.expl, self._rng)
 
+  def save(self):
+    """Calls `save(agent)` given at construction, if any."""
+    if self._save:
+      self._save(self)
+
   def get_state(self):
     return {
-        'train_last': self._should_train._last,
-        'log_last': self._should_log._last,
+        'train_last': self._should_train.get_state(),
+        'log_last': self._should_log.get_state(),
         'updates': self.updates,
         'train_seconds': self.train_seconds,
         'pending': self._pending,
@@ -338,8 +346,8 @@ class Agent:
     }
 
   def set_state(self, state):
-    self._should_train._last = state['train_last']
-    self._should_log._last = state['log_last']
+    self._should_train.set_state(state['train_last'])
+    self._should_log.set_state(state['log_last'])
     self.updates = state['updates']
     self.train_seconds = state['train_seconds']
     self._pending = state['pending']
@@ -366,7 +374,7 @@ def act(model, obs, reset, state, training):
 
 
 def explore(action, amount, kind, rng):
-  """The original's exploration noise on a batch of actions (SPEC 6):
+  """The original's exploration noise on a batch of actions:
   additive_gaussian clip(N(action, amount), −1, 1); completely_random
   U(−1, 1); epsilon_greedy a uniform one-hot with probability `amount`."""
   if kind == 'additive_gaussian':
@@ -435,18 +443,15 @@ def main(argv=None):
     check_logdir(config, saved_config(config.logdir))
   except ValueError as error:
     fail(error)
-  has_gpu, strategy = devices.setup_tensorflow(
-      config.seed, config.gpu_growth, config.batch_size)
-  precision, note = devices.resolve_precision(
-      config.precision, has_gpu, devices.cpu_has_bf16())
-  print(json.dumps(config_dict(config), indent=2))
-  print(onednn)
-  if note:
-    print(note)
-  config.precision = precision
+  config.precision, note, strategy = devices.setup(
+      config.precision, config.seed, config.gpu_growth, config.batch_size)
   text = json.dumps(config_dict(config), indent=2) + '\n'
   tools.write_atomic(
       config.logdir / 'config.json', lambda file: file.write(text.encode()))
+  print(describe_config(config), flush=True)
+  print(onednn)
+  if note:
+    print(note)
   command = ' '.join(
       ['python dreamer.py'] + [shlex.quote(arg) for arg in (
           sys.argv[1:] if argv is None else argv)])

@@ -11,9 +11,10 @@ dict of arrays stacked over them), the mask of those that were just reset
 and the state it returned last (None at first), and returns (actions,
 state). A transition is the observation an environment returned with the
 action that led to it, the reward and the discount; the first of an
-episode, at reset, has a zero action, reward 0 and discount 1 (SPEC 2). An
-episode is a dict of arrays over its transitions (floats as float32, signed
-integers as int32), handed to the `on_episode` callbacks when it ends.
+episode, at reset, has a zero action, reward 0 and discount 1, as in the
+original. An episode is a dict of arrays over its transitions (floats as
+float32, signed integers as int32), handed to the `on_episode` callbacks when
+it ends.
 
 Imports neither TensorFlow nor dm_control.
 """

@@ -13,7 +13,6 @@ episode and the open-loop prediction video of the first (rows of truth,
 model, error). Nothing in the run's folder but `eval/` is written.
 """
 
-import functools
 import json
 import os
 import pathlib
@@ -99,9 +98,11 @@ def checkpoint_path(options):
       f'{checkpoint.LEGACY}): nothing to evaluate', PROG)
 
 
-def load_model(config, path, env, strategy=None):
-  """The agent's networks with the checkpoint's weights; one line and exit 2
-  if the file is not a checkpoint or does not fit the config."""
+def load_model(config, path, env):
+  """(the agent's networks with the checkpoint's weights, the step and
+  update count it records: {'step', 'updates'}, either may be absent); one
+  line and exit 2 if the file is not a checkpoint or does not fit the
+  config."""
   import models
   proprio = {key: space.shape for key, space in env.obs_space.items()
              if key != 'image'}
@@ -112,8 +113,8 @@ def load_model(config, path, env, strategy=None):
     config_module.fail(f'cannot read {path}: {error}', PROG)
   try:
     if isinstance(state, (list, tuple)):  # The original's variables.pkl.
-      checkpoint.load_original(state, model)
-      return model, {}
+      _, step = checkpoint.load_original(state, model)
+      return model, {'step': step}
     if not isinstance(state, dict) or 'model' not in state:
       config_module.fail(
           f'{path} holds a {type(state).__name__}, not a checkpoint', PROG)
@@ -122,7 +123,7 @@ def load_model(config, path, env, strategy=None):
     config_module.fail(
         f'{path} does not fit the config ({error}); pass the config flags '
         f'of the run that wrote it', PROG)
-  return model, state
+  return model, {'updates': state.get('agent', {}).get('updates')}
 
 
 def output_folder(options, step):
@@ -210,19 +211,18 @@ def main(argv=None):
     wrappers.check_task(config.task, known=True)
   except ValueError as error:
     config_module.fail(error, PROG)
-  has_gpu, _ = devices.setup_tensorflow(
-      options['seed'], config.gpu_growth, config.batch_size)
-  config.precision, _ = devices.resolve_precision(
-      config.precision, has_gpu, devices.cpu_has_bf16())
-  envs = [workers.Async(functools.partial(
-      wrappers.make_env, config.task, config.action_repeat, config.time_limit,
-      seed=options['seed'] + index, image=config.obs != 'proprio'),
-      timeout=dreamer.ENV_TIMEOUT) for index in range(config.envs)]
+  config.precision, _, _ = devices.setup(
+      config.precision, options['seed'], config.gpu_growth, config.batch_size,
+      doing='Evaluating')
+  envs = dreamer.make_envs(config, 'test', seed=options['seed'])
   try:
-    model, state = load_model(config, path, envs[0])
-    step = replay.count_steps(config.logdir / 'episodes', config.action_repeat)
-    updates = state.get('agent', {}).get('updates')
-    print(f'Evaluating {path} (step {step:,}, {updates} updates) on '
+    model, recorded = load_model(config, path, envs[0])
+    step = recorded.get('step', replay.count_steps(
+        config.logdir / 'episodes', config.action_repeat))
+    updates = recorded.get('updates')
+    told = (f'{updates:,} updates' if updates is not None else
+            'its update count is not recorded')
+    print(f'Evaluating {path} (step {step:,}, {told}) on '
           f'{options["episodes"]} episodes, seed {options["seed"]}.',
           flush=True)
     episodes = run_episodes(
@@ -249,9 +249,10 @@ def main(argv=None):
             for key in keys}
     openl = model.openl(data).numpy()
     write_video(folder / f'openl.{options["video"]}', tile_video(openl))
-  summary.update(
-      checkpoint=str(path), step=step, updates=updates, seed=options['seed'],
-      config=config_module.config_dict(config))
+  summary.update(checkpoint=str(path), step=step, seed=options['seed'],
+                 config=config_module.config_dict(config))
+  if updates is not None:
+    summary['updates'] = updates
   text = json.dumps(summary, indent=2) + '\n'
   tools.write_atomic(folder / 'summary.json',
                      lambda file: file.write(text.encode()))

@@ -2,10 +2,10 @@
 
 An episode is one `.npz` file in `logdir/episodes`, named
 `{YYYYmmddTHHMMSS}-{uuid4 hex}-{length}.npz`, one array per key of equal
-length: the observation keys, `action`, `reward` and `discount` (SPEC 3).
-The steps a run has taken are counted from the names alone. Training
-sequences are cut from the episodes by `EpisodeSampler` and stacked into
-batches by `batches`.
+length: the observation keys, `action`, `reward` and `discount`, as the
+original writes them. The steps a run has taken are counted from the names
+alone. Training sequences are cut from the episodes by `EpisodeSampler` and
+stacked into batches by `batches`.
 
 Imports neither TensorFlow nor dm_control.
 """
@@ -23,7 +23,7 @@ from tools import write_atomic
 
 # --- Episodes on disk -------------------------------------------------------
 
-# {YYYYmmddTHHMMSS}-{uuid4 hex}-{length}.npz (SPEC 3).
+# {YYYYmmddTHHMMSS}-{uuid4 hex}-{length}.npz, the original's names.
 EPISODE_NAME = re.compile(r'^\d{8}T\d{6}-[0-9a-f]{32}-(\d+)\.npz$')
 
 

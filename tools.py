@@ -95,6 +95,13 @@ class Every:
       return True
     return False
 
+  def get_state(self):
+    """The step it last fired for (None before the first call)."""
+    return self._last
+
+  def set_state(self, last):
+    self._last = last
+
 
 class Once:
   """True the first time it is called, then False."""

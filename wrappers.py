@@ -18,6 +18,7 @@ inside the environments, i.e. in the worker.
 """
 
 import collections
+import logging
 import multiprocessing
 import os
 
@@ -89,6 +90,18 @@ def make_env(task, action_repeat, time_limit, size=(64, 64), seed=0,
   return TimeLimit(env, time_limit / action_repeat)
 
 
+def _drop_settotalmass(record):
+  """False for MuJoCo's deprecation warning of the cheetah model's
+  `settotalmass`, which dm_control logs at every load; True for the rest."""
+  return "'settotalmass' is deprecated" not in record.getMessage()
+
+
+def _quiet_settotalmass():
+  logger = logging.getLogger('absl')
+  if _drop_settotalmass not in logger.filters:
+    logger.addFilter(_drop_settotalmass)
+
+
 class DeepMindControl:
   """A dm_control suite task: its state arrays, and with `image` a
   rendered `image` of camera 0 (2 for quadruped)."""
@@ -96,6 +109,7 @@ class DeepMindControl:
   def __init__(self, name, size=(64, 64), camera=None, seed=0, image=True):
     os.environ.setdefault('MUJOCO_GL', 'egl')
     from dm_control import suite
+    _quiet_settotalmass()
     domain, task = _dmc_domain_task(name, suite.ALL_TASKS)
     self._env = suite.load(domain, task, task_kwargs={'random': seed})
     self._size = tuple(size)

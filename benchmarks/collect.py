@@ -56,15 +56,6 @@ def make_config(args):
   return config_module.make_config(**overrides)
 
 
-def resolve_precision(config, precision):
-  """`precision` if given, else what dreamer.py runs for its default 16."""
-  has_gpu, _ = devices.setup_tensorflow(
-      config.seed, config.gpu_growth, config.batch_size)
-  if precision:
-    return precision
-  return devices.resolve_precision('16', has_gpu, devices.cpu_has_bf16())[0]
-
-
 def act(agent, driver, steps):
   """Runs `steps` agent steps of all the driver's envs at once; returns
   (policy seconds, total seconds). Episodes go on across calls."""
@@ -92,7 +83,10 @@ def render_seconds(env, count):
 
 def measure(config, envs, steps, precision):
   import models
-  config.precision = resolve_precision(config, precision)
+  # The given precision, else what dreamer.py runs for its default 16.
+  config.precision = devices.setup(
+      precision or '16', config.seed, config.gpu_growth, config.batch_size,
+      doing='Acting')[0]
   proprio = {key: space.shape for key, space in envs[0].obs_space.items()
              if key != 'image'}
   model = models.Dreamer(config, envs[0].act_space.shape[0], proprio=proprio)
