@@ -314,8 +314,9 @@ class Dreamer:
           data, {k: noise[v] for k, v in (('prior', 'obs_prior'), (
               'post', 'post')) if v in noise})
     with tf.GradientTape() as actor_tape:
-      imag_feat, imag_action = self.imagine_ahead(
-          post, {k: noise[k] for k in ('imag', 'actor') if k in noise})
+      with tf.name_scope('imagine'):
+        imag_feat, imag_action = self.imagine_ahead(
+            post, {k: noise[k] for k in ('imag', 'actor') if k in noise})
       reward = self.reward(imag_feat).mode()
       if self._c.pcont:
         pcont = self.pcont(imag_feat).mean()
@@ -340,7 +341,8 @@ class Dreamer:
     metrics['model_loss'] = model_loss
     metrics['actor_loss'] = actor_loss_
     metrics['value_loss'] = value_loss_
-    metrics.update(self._diagnostics(feat, imag_action, returns, value))
+    with tf.name_scope('diagnostics'):
+      metrics.update(self._diagnostics(feat, imag_action, returns, value))
     outs.update(
         imag_feat=imag_feat, imag_action=imag_action, imag_reward=reward[:-1],
         imag_value=value, imag_pcont=pcont[:-1], returns=returns)
@@ -371,7 +373,9 @@ class Dreamer:
     `eps`: the observe steps' noise {'prior', 'post'} (RSSM.observe).
     Returns (model_loss, post, feat, metrics, outs).
     """
-    post, prior = self.rssm.observe(self.embed(data), data['action'], eps=eps)
+    embed = self.embed(data)
+    with tf.name_scope('observe'):
+      post, prior = self.rssm.observe(embed, data['action'], eps=eps)
     feat = self.rssm.get_feat(post)
     likes = {}
     for key, decoder in (('image', 'decoder'), ('proprio', 'proprio_decoder')):

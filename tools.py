@@ -17,7 +17,9 @@ def static_scan(fn, inputs, start, reverse=False):
   `inputs` and `start` are nested structures of tensors; the states of every
   step are stacked along a new axis 0, in time order (also when `reverse`).
   Unrolled in Python like the original, so the graph has one copy of `fn` per
-  step: the sequence length must be static.
+  step: the sequence length must be static. The inputs are unstacked once:
+  the gradient of that is one stack, where one slice per step would make
+  one input-sized gradient per step to add up (the same sum, with zeros).
   """
   import tensorflow as tf
   flat_inputs = tf.nest.flatten(inputs)
@@ -27,10 +29,11 @@ def static_scan(fn, inputs, start, reverse=False):
   indices = range(length)
   if reverse:
     indices = reversed(indices)
+  steps = [tf.unstack(x, length) for x in flat_inputs]
   last = start
   outputs = []
   for index in indices:
-    step_input = tf.nest.map_structure(lambda x: x[index], inputs)
+    step_input = tf.nest.pack_sequence_as(inputs, [x[index] for x in steps])
     last = fn(last, step_input)
     outputs.append(last)
   if reverse:

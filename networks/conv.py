@@ -64,6 +64,8 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
     phases = tf.nn.conv2d(padded, kernel, 1, 'VALID')
     outputs = tf.nn.depth_to_space(phases, 2)
     out_height, out_width = 2 * (height - 1) + size, 2 * (width - 1) + size
+    if outputs.shape[1:3] == (out_height, out_width):
+      return outputs  # An even kernel: no odd row to cut (nor its gradient).
     return outputs[:, :out_height, :out_width]
 
 
