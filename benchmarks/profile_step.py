@@ -77,14 +77,15 @@ def read_ops(logdir):
 
 
 def op_overhead(length=2000):
-  """Seconds per op of a chain of `length` dependent scalar adds (a graph's
-  per-op executor cost, arithmetic ≈ 0)."""
+  """Seconds per op of a chain of `length` dependent scalar sines (a graph's
+  per-op executor cost, arithmetic ≈ 0; sines, which grappler cannot fold
+  into one op as it folds a chain of adds)."""
   import tensorflow as tf
 
   @tf.function
   def chain(x):
     for _ in range(length):
-      x = x + 1.0
+      x = tf.sin(x)
     return x
   x = tf.constant(0.0)
   chain(x).numpy()
@@ -161,7 +162,7 @@ def main():
     for name, seconds in heavy.most_common(args.top):
       print(f'{seconds * 1e3:8.1f} ms  {name}')
   print(f'per-op executor cost: {op_overhead() * 1e6:.1f} µs '
-        '(chain of dependent scalar adds)')
+        '(chain of dependent scalar ops)')
 
 
 if __name__ == '__main__':

@@ -3,12 +3,10 @@
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from networks.common import (
     Module, add_bias, batch_shape, get_act, reshape, to_float32)
-
-tfd = tfp.distributions
+from networks.distributions import UnitNormal
 
 
 class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
@@ -42,7 +40,7 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
           tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), matrix),
           [-1, size, size, self.filters])
     elif self._use_phases:
-      outputs = self._phases(inputs, kernel, size, height, width)
+      return self._phases(inputs, kernel, size, height, width)
     else:
       outputs = keras.ops.conv_transpose(
           inputs, kernel, strides=list(self.strides), padding=self.padding,
@@ -62,6 +60,12 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
     pad = taps - 1
     padded = tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
     phases = tf.nn.conv2d(padded, kernel, 1, 'VALID')
+    # Bias and activation act elementwise: on the phases, before they
+    # interleave, the bias fuses into the convolution and its gradient.
+    bias = tf.tile(tf.cast(self.bias, self.compute_dtype), [4])
+    phases = add_bias(phases, bias)
+    if self.activation:
+      phases = self.activation(phases)
     outputs = tf.nn.depth_to_space(phases, 2)
     out_height, out_width = 2 * (height - 1) + size, 2 * (width - 1) + size
     if outputs.shape[1:3] == (out_height, out_width):
@@ -112,8 +116,8 @@ class ConvEncoder(Module):
 class ConvDecoder(Module):
   """Dense(32·depth) and four transposed convolutions back to an image.
 
-  (…, feat_size) features → Independent(Normal(mean, 1), 3) over
-  (…, 64, 64, 3) images.
+  (…, feat_size) features → UnitNormal(mean, 3), that is
+  Independent(Normal(mean, 1), 3), over (…, 64, 64, 3) images.
   """
 
   def __init__(self, feat_size, depth=32, act='relu', shape=(64, 64, 3),
@@ -145,4 +149,4 @@ class ConvDecoder(Module):
     for layer in layers[1:]:
       x = layer(x)
     mean = reshape(to_float32(x), leading, self._shape)
-    return tfd.Independent(tfd.Normal(mean, 1.0), len(self._shape))
+    return UnitNormal(mean, len(self._shape))

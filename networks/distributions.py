@@ -1,5 +1,6 @@
 """Distributions the original builds on top of TFP."""
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -131,3 +132,46 @@ class OneHotDist:
 
   def entropy(self):
     return self._dist.entropy()
+
+
+class UnitNormal:
+  """Independent(Normal(mean, 1), event_ndims): the decoder's image density.
+
+      log p(x) = Σ_event (−½ (x − mean)² − ½ log 2π)
+
+  the ops and order of TFP's Normal.log_prob (whose divisions by the scale
+  1 are exact) and Independent's sum, so the same values; the gradient with
+  respect to the mean, g · (x − mean), is one full-size pass where TFP's
+  takes five (tile, two products, difference, negation), bit for bit the
+  same.
+  """
+
+  def __init__(self, mean, event_ndims):
+    self._mean = mean
+    self._axes = list(range(-event_ndims, 0))
+
+  def mean(self):
+    return self._mean
+
+  def mode(self):
+    return self._mean
+
+  def log_prob(self, value):
+    return _unit_normal_log_prob(
+        tf.cast(value, self._mean.dtype), self._mean, self._axes)
+
+
+def _unit_normal_log_prob(value, mean, axes):
+  normalization = tf.constant(0.5 * np.log(2.0 * np.pi), mean.dtype)
+
+  @tf.custom_gradient
+  def log_prob(value, mean):
+    density = -0.5 * tf.math.squared_difference(value, mean) - normalization
+
+    def grad(upstream):
+      upstream = tf.reshape(upstream, tf.concat(
+          [tf.shape(upstream), tf.ones([len(axes)], tf.int32)], 0))
+      dmean = upstream * (value - mean)
+      return -dmean, dmean
+    return tf.reduce_sum(density, axes), grad
+  return log_prob(value, mean)
