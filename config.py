@@ -112,7 +112,7 @@ FLAGS = {
         'activation of the dense layers',
         choices=('elu', 'relu', 'swish', 'leaky_relu')),
     'cnn_act': Flag(
-        'elu',
+        'relu',
         'activation of the convolutions',
         choices=('elu', 'relu', 'swish', 'leaky_relu')),
     'cnn_depth': Flag(
