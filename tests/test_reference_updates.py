@@ -34,10 +34,10 @@ import pytest
 
 import models
 import networks
-import reference_files
 from config import make_config
 from conftest import reference_dir
-from diff_original import AFTER_ATOL, AFTER_RTOL, WEIGHT_L2, WEIGHT_MAX
+from harness import reference_files
+from harness.diff import AFTER_ATOL, AFTER_RTOL, WEIGHT_L2, WEIGHT_MAX
 from helpers import BATCH, NOISE, SMALL_KEYS
 
 # float16 (train_step_float16.npz, the pcont step at the original's

@@ -1,10 +1,10 @@
 """Runs the ORIGINAL Dreamer's train step on a given batch, weights and
 noise, in a process of its own, and writes what it computed.
 
-    python original_step.py --original PATH --request IN.npz --out OUT.npz \
+    python -m harness.step --original PATH --request IN.npz --out OUT.npz \
         [--force]
 
-PATH is a checkout of danijar/dreamer (original_compat.check_checkout
+PATH is a checkout of danijar/dreamer (harness.compat.check_checkout
 must recognise it, unless --force). Our port uses Keras 3 and the original
 tf_keras, which cannot share a process: hence a CLI that reads and writes
 npz files.
@@ -98,7 +98,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 import numpy as np  # noqa: E402
 
-import original_compat  # noqa: E402
+from harness import compat  # noqa: E402
 
 BATCH = ('image', 'action', 'reward', 'discount')
 NOISE = ('obs_prior', 'post', 'imag', 'actor')
@@ -113,7 +113,7 @@ MODULES = {  # our module name: the original Dreamer's attribute
 OPTIMIZERS = ('_model_opt', '_actor_opt', '_value_opt')
 
 tf = tfd = None  # TensorFlow, TFP: imported by compute(), after the checks
-O = None         # the original's modules (original_compat.load_original)
+O = None         # the original's modules (compat.load_original)
 
 
 # --- the recorded noise ------------------------------------------------------
@@ -736,7 +736,8 @@ def compute(original, overrides, weights, batch, noise, updates, policy=None,
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(
+      prog='python -m harness.step', description=__doc__.split('\n')[0])
   parser.add_argument('--original', required=True,
                       help='checkout of danijar/dreamer')
   parser.add_argument('--request', required=True, help='input npz')
@@ -749,14 +750,14 @@ def main(argv=None):
   args = parser.parse_args(argv)
   start = time.time()
   try:
-    commit = original_compat.check_checkout(args.original, args.force)
+    commit = compat.check_checkout(args.original, args.force)
   except ValueError as error:
-    sys.exit(f'original_step.py: {error}')
-  original = original_compat.load_original(args.original)
+    sys.exit(f'harness.step: {error}')
+  original = compat.load_original(args.original)
   out = compute(original, *read_request(args.request), logdir=args.logdir)
   out['commit'] = np.array(commit or 'unknown (forced)')
   np.savez_compressed(args.out, **out)
-  print(f'original_step.py: wrote {args.out} ({len(out)} arrays) in '
+  print(f'harness.step: wrote {args.out} ({len(out)} arrays) in '
         f'{time.time() - start:.1f} s; phases {str(out["seconds"])}')
 
 

@@ -1,7 +1,7 @@
 """Runs the ORIGINAL Dreamer's modules one by one on given inputs, and
-counts their parameters, in a process of its own (like original_step.py).
+counts their parameters, in a process of its own (like harness/step.py).
 
-    python original_modules.py --original PATH --request IN.npz \
+    python -m harness.modules --original PATH --request IN.npz \
         --out OUT.npz [--force]
 
 IN.npz:
@@ -43,8 +43,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 import numpy as np  # noqa: E402
 
-import original_compat  # noqa: E402
-import original_step  # noqa: E402
+from harness import compat, step  # noqa: E402
 
 INPUTS = (
     'image', 'prev_mean', 'prev_std', 'prev_stoch', 'prev_deter',
@@ -88,7 +87,7 @@ def counts_of(modules):
 def compute(O, config, weights, io, cases):
   import tensorflow as tf
   modules = build(O, tf, config)
-  original_step.assign_weights(modules, weights)
+  step.assign_weights(modules, weights)
   m = {k: v for k, v in modules.items()}
   prev = {k: tf.constant(io[f'prev_{k}'])
           for k in ('mean', 'std', 'stoch', 'deter')}
@@ -131,7 +130,8 @@ def compute(O, config, weights, io, cases):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(
+      prog='python -m harness.modules', description=__doc__.split('\n')[0])
   parser.add_argument('--original', required=True)
   parser.add_argument('--request', required=True)
   parser.add_argument('--out', required=True)
@@ -139,10 +139,10 @@ def main(argv=None):
   args = parser.parse_args(argv)
   start = time.time()
   try:
-    commit = original_compat.check_checkout(args.original, args.force)
+    commit = compat.check_checkout(args.original, args.force)
   except ValueError as error:
-    sys.exit(f'original_modules.py: {error}')
-  O = original_compat.load_original(args.original)
+    sys.exit(f'harness.modules: {error}')
+  O = compat.load_original(args.original)
   with np.load(args.request) as request:
     request = dict(request)
   config = json.loads(str(request['config']))
@@ -151,12 +151,12 @@ def main(argv=None):
              if k.startswith('weights/')}
   missing = [k for k in INPUTS if k not in request]
   if missing:
-    sys.exit(f'original_modules.py: {args.request}: missing '
+    sys.exit(f'harness.modules: {args.request}: missing '
              f'{", ".join(missing)}')
   out = compute(O, config, weights, {k: request[k] for k in INPUTS}, cases)
   out['commit'] = np.array(commit or 'unknown (forced)')
   np.savez_compressed(args.out, **out)
-  print(f'original_modules.py: wrote {args.out} ({len(out)} arrays) in '
+  print(f'harness.modules: wrote {args.out} ({len(out)} arrays) in '
         f'{time.time() - start:.1f} s')
 
 

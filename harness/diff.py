@@ -5,11 +5,11 @@
         [--seed S] [--write-reference DIR]
 
 PATH is a checkout of danijar/dreamer; its files are checked by git blob
-hash (original_compat.check_checkout) and an unknown version is refused
+hash (harness.compat.check_checkout) and an unknown version is refused
 unless --force. Both programs get the same weights (our modules'
 initialisation at the config, seeded by --seed), the same batch and the same
 recorded noise for every random draw (synthetic.py). The original runs in
-subprocesses (original_modules.py, original_step.py: it needs Keras 2
+subprocesses (harness/modules.py, harness/step.py: it needs Keras 2
 layers, we Keras 3), ours in this process. One table follows: module
 outputs, losses and metrics, intermediates, gradient norms, every
 variable's gradient, and with --updates N the losses and weights after
@@ -49,7 +49,7 @@ import time
 
 import devices
 
-ROOT = pathlib.Path(__file__).resolve().parent
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = dict(cnn_depth=8, stoch_size=10, deter_size=40, num_units=50,
              batch_size=3, batch_length=6, horizon=15)
 FULL_BATCH = dict(batch_size=2, batch_length=8)
@@ -169,7 +169,7 @@ def make_batch(config, seed):
 
 
 def make_module_inputs(size, batch, seed):
-  """Inputs of the module-by-module comparison (original_modules.py)."""
+  """Inputs of the module-by-module comparison (harness/modules.py)."""
   import numpy as np
   rng = np.random.default_rng(seed + 1)
   b, t, s, d = (size['batch_size'], size['batch_length'], size['stoch_size'],
@@ -195,14 +195,17 @@ def make_module_inputs(size, batch, seed):
 
 # --- the original, in subprocesses ----------------------------------------
 
-def start(script, original, request, folder, name, force):
-  """Starts `script` on `request`; returns (process, output path, log)."""
+def start(module, original, request, folder, name, force):
+  """Starts `python -m harness.MODULE` on `request` (from the repository's
+  root, so that it imports the harness); returns (process, output path,
+  log)."""
   import numpy as np
   folder = pathlib.Path(folder)
   np.savez(folder / f'{name}_in.npz', **request)
   out = folder / f'{name}_out.npz'
   log = open(folder / f'{name}.log', 'w')
-  command = [sys.executable, str(ROOT / script), '--original', str(original),
+  command = [sys.executable, '-m', f'harness.{module}',
+             '--original', str(pathlib.Path(original).resolve()),
              '--request', str(folder / f'{name}_in.npz'), '--out', str(out)]
   if force:
     command.append('--force')
@@ -304,7 +307,7 @@ def our_module_outputs(size, weights, io):
 
 
 def our_step(config, weights, batch, noise, updates):
-  """Our step as original_step.py reports it: metrics, intermediates and
+  """Our step as harness/step.py reports it: metrics, intermediates and
   grad/LOSS/NAME without applying, then after/K/... for K = 1..updates."""
   import numpy as np
   import models
@@ -479,9 +482,9 @@ def step_rows(table, variant, ours, ref, kind=None, weights=None, names=(),
 
 def run(args):
   import numpy as np
-  import original_compat
+  from harness import compat
   try:
-    commit = original_compat.check_checkout(args.original, args.force)
+    commit = compat.check_checkout(args.original, args.force)
   except ValueError as error:
     raise BadInput(str(error)) from None
   with devices.quiet_start():  # TensorFlow's start-up lines, filtered
@@ -508,7 +511,7 @@ def run(args):
   names = sorted(weights)
   with tempfile.TemporaryDirectory(prefix='diff-original-') as folder:
     jobs = {'modules': start(
-        'original_modules.py', args.original,
+        'modules', args.original,
         modules_request(size, weights, io, bool(args.write_reference)),
         folder, 'modules', args.force)}
     noises, configs = {}, {}
@@ -520,12 +523,12 @@ def run(args):
                                                  args.seed)
       policy = 'mixed_bfloat16' if args.precision == 'bf16' else None
       jobs[variant] = start(
-          'original_step.py', args.original,
+          'step', args.original,
           step_request(config, weights, batch, noises[variant], args.updates,
                        policy), folder, variant, args.force)
       if low:
         jobs[f'{variant} 32'] = start(
-            'original_step.py', args.original,
+            'step', args.original,
             step_request(our_config(size, variant, '32'), weights, batch,
                          noises[variant], 0), folder, f'{variant}_32',
             args.force)
@@ -598,18 +601,18 @@ REFERENCE_UPDATES = 10
 
 def reference_jobs(jobs, size, weights, batch, noises, args, folder):
   jobs['updates'] = start(
-      'original_step.py', args.original,
+      'step', args.original,
       step_request(our_config(size, 'pcont', '32'), weights, batch,
                    noises['pcont'], REFERENCE_UPDATES), folder, 'updates',
       args.force)
   jobs['float16'] = start(
-      'original_step.py', args.original,
+      'step', args.original,
       step_request(our_config(size, 'pcont', '16'), weights, batch,
                    noises['pcont'], 0), folder, 'float16', args.force)
 
 
 def write_reference(args, size, weights, batch, io, noises, theirs, commit):
-  import reference_files
+  from harness import reference_files
   reference_files.write(
       args.write_reference, size=size, action_size=ACTION_SIZE,
       weights=weights, batch=batch, io=io, noises=noises, theirs=theirs,

@@ -4,7 +4,7 @@ on today's stack, so that its learning can be compared with the port's.
     python original_train.py --original PATH [--force] [its flags...]
     e.g. --logdir DIR --task dmc_cartpole_balance --precision 32
 
-PATH is a checkout of the original (original_compat.check_checkout must
+PATH is a checkout of the original (harness.compat.check_checkout must
 recognise it, unless --force). Every other flag is the original's, parsed
 as its own `__main__` parses them (argparse over its define_config, types
 from its tools.args_type). Then its `main(config)` runs unchanged: prefill,
@@ -13,14 +13,14 @@ TensorBoard summaries, episodes/ and variables.pkl in --logdir, and its own
 resume (run the same command again after a stop).
 
 Replaced from outside its files, only where it cannot run here:
-- the TensorFlow 2.2 APIs removed since (original_compat's shims; the
+- the TensorFlow 2.2 APIs removed since (harness.compat's shims; the
   original needs tf_keras, so TF_USE_LEGACY_KERAS=1);
 - `dreamer.make_env`: dm_control cannot share a process with TensorFlow
   here and a forked child of a TensorFlow process hangs, so the
   environment (the same wrappers in the same order) runs in our spawned
   worker, wrapped in the main process by the original's own Collect and
-  RewardObs with its own callbacks (original_env.py); gym is not
-  installed, so original_compat's gym stand-in provides the spaces;
+  RewardObs with its own callbacks (harness/env.py); gym is not
+  installed, so harness.compat's gym stand-in provides the spaces;
 - `--parallel process` (the original forks a TensorFlow process) runs as
   `thread`: every environment is already a process of its own;
 - `tools.encode_gif` (ffmpeg binary, numpy's removed `tostring`): GIF
@@ -35,10 +35,6 @@ import os
 import pathlib
 import random
 import sys
-
-HERE = pathlib.Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-  sys.path.insert(0, str(HERE))
 
 ENV_TIMEOUT = 300  # seconds an environment worker may take to answer
 
@@ -65,7 +61,8 @@ def seed_globals(seed):
   per call, and with a global seed every inlined copy of a random op gets
   the same op seed. Each train step then draws one ε for all 2·T observe
   samples (prior and posterior alike) and another for all H imagination
-  steps, instead of a fresh one per sample (tests/test_original_train.py).
+  steps, instead of a fresh one per sample
+  (tests_harness/test_original_train.py).
   """
   import numpy as np
   random.seed(seed)
@@ -96,15 +93,15 @@ def main(argv=None):
   os.environ['TF_USE_LEGACY_KERAS'] = '1'  # the original needs tf_keras
   os.environ.setdefault('MUJOCO_GL', 'egl')
   # The original's dreamer.py sets 3 at import, after TensorFlow is loaded
-  # here (original_compat imports it first): set it before, unless chosen.
+  # here (harness.compat imports it first): set it before, unless chosen.
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
-  import original_compat
+  from harness import compat
   try:
-    commit = original_compat.check_checkout(path, force)
+    commit = compat.check_checkout(path, force)
   except (ValueError, OSError) as error:
     sys.exit(f'error: {error}')
-  original = original_compat.load_original(path)
+  original = compat.load_original(path)
 
   # The original's __main__, over its define_config.
   parser = argparse.ArgumentParser(
@@ -116,11 +113,11 @@ def main(argv=None):
         f'--{key}', type=original.tools.args_type(value), default=value)
   config = parser.parse_args(rest)
 
-  import original_env
+  from harness import env
   seed_globals(config.seed)
 
   replaced = [
-      'TF 2.2 APIs (original_compat shims, tf_keras)',
+      'TF 2.2 APIs (harness.compat shims, tf_keras)',
       'dreamer.make_env -> our spawned env worker (same wrapper order, '
       'seeded) inside its own Collect/RewardObs',
       'gym -> stand-in spaces',
@@ -129,7 +126,7 @@ def main(argv=None):
     config.parallel = 'thread'
     replaced.append('--parallel process -> thread (envs are processes '
                     'already; a forked TensorFlow process hangs here)')
-  original.dreamer.make_env = original_env.EnvFactory(original, ENV_TIMEOUT)
+  original.dreamer.make_env = env.EnvFactory(original, ENV_TIMEOUT)
   original.tools.encode_gif = encode_gif
   print(f'Original Dreamer {commit or "(unknown commit, --force)"} from '
         f'{original.path}; replaced: {"; ".join(replaced)}; --seed '
