@@ -35,10 +35,9 @@ import pytest
 import models
 import networks
 from config import make_config
-from conftest import reference_dir
 from harness import reference_files
 from harness.diff import AFTER_ATOL, AFTER_RTOL, WEIGHT_L2, WEIGHT_MAX
-from helpers import BATCH, NOISE, SMALL_KEYS
+from helpers import BATCH, NOISE, SMALL_KEYS, reference_dir
 
 # float16 (train_step_float16.npz, the pcont step at the original's
 # precision 16): on a CPU the original's world-model gradients are NaN for

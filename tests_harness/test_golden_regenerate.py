@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from harness.diff import AFTER_ATOL, AFTER_RTOL, WEIGHT_L2, WEIGHT_MAX
 
 COMMITTED = ROOT / 'tests' / 'reference'

@@ -22,9 +22,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
-
+# Not from helpers: this module is imported by the fresh processes below,
+# and helpers imports our `wrappers`, a name the original's modules take.
 HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
 def _env():
