@@ -28,13 +28,13 @@ from harness import step  # noqa: E402  (first: it selects Keras 2)
 def measure(original, overrides, repeats, warmup, action_size):
   """Median seconds of the original agent's train(data), and the minimum."""
   from synthetic import random_batch
-  step.use(original)
-  config = step.make_config(overrides)
+  o = step.use(original)
+  config = step.make_config(o, overrides)
   batch = random_batch(config, action_size)
   with tempfile.TemporaryDirectory(prefix='original-bench-') as folder:
     agent = step.build_agent(
-        config, batch, action_size, pathlib.Path(folder))
-  data = step.preprocess(batch, config)
+        o, config, batch, action_size, pathlib.Path(folder))
+  data = step.preprocess(o, batch, config)
   block = lambda: agent._metrics['model_loss'].result().numpy()
   for _ in range(warmup):
     agent.train(data)

@@ -51,11 +51,13 @@ INPUTS = (
     'lr_bootstrap', 'lr_lambda', 'tanh_x')
 
 
-def build(O, tf, c):
+def build(o, c):
   """{our module name: the original's module} at config `c`, every layer
-  created by one call on zeros (the original's layers are made lazily)."""
+  created by one call on zeros (the original's layers are made lazily);
+  `o` is the original (step.Original)."""
+  tf = o.tf
   elu, relu = tf.nn.elu, tf.nn.relu
-  m = O.models
+  m = o.models
   size = c['action_size']
   modules = {
       'encoder': m.ConvEncoder(c['cnn_depth'], relu),
@@ -84,9 +86,12 @@ def counts_of(modules):
           for name, module in modules.items()}
 
 
-def compute(O, config, weights, io, cases):
-  import tensorflow as tf
-  modules = build(O, tf, config)
+def compute(o, config, weights, io, cases):
+  """OUT.npz's arrays: the outputs of the original's modules (`o`, a
+  step.Original) at `config` with `weights` on the inputs `io`, and the
+  parameter counts of each of `cases`."""
+  tf = o.tf
+  modules = build(o, config)
   step.assign_weights(modules, weights)
   m = {k: v for k, v in modules.items()}
   prev = {k: tf.constant(io[f'prev_{k}'])
@@ -110,11 +115,11 @@ def compute(O, config, weights, io, cases):
       'actor_scale': normal.scale,
       'actor_logprob': actor.log_prob(tf.constant(io['actions'])),
       'onehot_probs': m['actor_onehot'](feat).mean(),
-      'lr_returns': O.tools.lambda_return(
+      'lr_returns': o.tools.lambda_return(
           *args, tf.constant(io['lr_bootstrap']), lambda_=lam, axis=0),
-      'lr_returns_zero_bootstrap': O.tools.lambda_return(
+      'lr_returns_zero_bootstrap': o.tools.lambda_return(
           *args, None, lambda_=lam, axis=0),
-      'tanh_log_det_jacobian': O.tools.TanhBijector().forward_log_det_jacobian(
+      'tanh_log_det_jacobian': o.tools.TanhBijector().forward_log_det_jacobian(
           tf.constant(io['tanh_x']), event_ndims=0),
   }
   for key in ('mean', 'std', 'deter'):
@@ -123,7 +128,7 @@ def compute(O, config, weights, io, cases):
   out = {k: np.asarray(v, np.float32) for k, v in out.items()}
   counts = {'small': counts_of(modules)}
   for case, c in cases.items():
-    built = build(O, tf, dict(c, action_size=c['action_dim']))
+    built = build(o, dict(c, action_size=c['action_dim']))
     counts[case] = counts_of(built)
   out['param_counts'] = np.array(json.dumps(counts))
   return out
@@ -142,7 +147,7 @@ def main(argv=None):
     commit = compat.check_checkout(args.original, args.force)
   except ValueError as error:
     sys.exit(f'harness.modules: {error}')
-  O = compat.load_original(args.original)
+  o = step.use(compat.load_original(args.original))
   with np.load(args.request) as request:
     request = dict(request)
   config = json.loads(str(request['config']))
@@ -153,7 +158,7 @@ def main(argv=None):
   if missing:
     sys.exit(f'harness.modules: {args.request}: missing '
              f'{", ".join(missing)}')
-  out = compute(O, config, weights, {k: request[k] for k in INPUTS}, cases)
+  out = compute(o, config, weights, {k: request[k] for k in INPUTS}, cases)
   out['commit'] = np.array(commit or 'unknown (forced)')
   np.savez_compressed(args.out, **out)
   print(f'harness.modules: wrote {args.out} ({len(out)} arrays) in '
