@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 import devices
 
@@ -481,7 +482,40 @@ def step_rows(table, variant, ours, ref, kind=None, weights=None, names=(),
 # --- the run ------------------------------------------------------------------
 
 def run(args):
-  import numpy as np
+  """The whole comparison: the checkout checked, the inputs made, the
+  original launched and ours computed meanwhile, the table (and at low
+  precision the cosines), the golden files when asked, the JSON summary.
+  Returns the exit status: 0 within tolerance, 1 outside it."""
+  commit = check_original(args)
+  clock = time.time()
+  announce(args)
+  inputs = make_inputs(args)
+  with tempfile.TemporaryDirectory(prefix='diff-original-') as folder:
+    jobs = launch(args, inputs, folder)
+    ours = compute_ours(args, inputs)
+    theirs = {name: finish(job) for name, job in jobs.items()}
+  table = make_table(args, inputs, ours, theirs)
+  table.print()
+  summary = table.summary()
+  if args.precision != '32':
+    summary['cosines'] = print_cosines(args, inputs.variants, ours, theirs)
+    print_nonfinite(args, inputs.variants, ours, theirs)
+  if args.write_reference:
+    write_reference(args, inputs.size, inputs.weights, inputs.batch,
+                    inputs.io, inputs.noises, theirs, commit)
+  summary.update(commit=commit, config=args.config, precision=args.precision,
+                 variants=inputs.variants, updates=args.updates,
+                 seed=args.seed, seconds=round(time.time() - clock, 1),
+                 original_seconds={k: json.loads(str(v['seconds']))
+                                   for k, v in theirs.items()
+                                   if 'seconds' in v})
+  print(json.dumps(summary, sort_keys=True))
+  return 0 if summary['pass'] else 1
+
+
+def check_original(args):
+  """The checkout's commit (None when unknown and --force), printed; raises
+  BadInput when unknown without --force. Imports TensorFlow, quietly."""
   from harness import compat
   try:
     commit = compat.check_checkout(args.original, args.force)
@@ -492,114 +526,145 @@ def run(args):
   print(f'original: {args.original} is commit {commit}' if commit else
         f'original: {args.original} is not a known commit; run anyway '
         f'(--force)')
-  clock = time.time()
-  size = dict(SMALL if args.config == 'small' else FULL)
+  return commit
+
+
+def announce(args):
+  """Prints how the run departs from the defaults it names: the full
+  config's smaller batch, the original's bfloat16 set from outside."""
   if args.config == 'full':
     print(f'full config: batch {FULL_BATCH["batch_size"]} × '
           f'{FULL_BATCH["batch_length"]} instead of 50 × 50 (time)')
-  variants = list(VARIANTS) if args.write_reference else [args.variant]
-  low = args.precision != '32'
   if args.precision == 'bf16':
     print('bfloat16: the original has no such flag; its Keras policy is set '
           'to mixed_bfloat16 from outside (its precision flag stays 32; the '
           'batch\'s floats are cast to bfloat16 before its preprocess, as its '
           'Collect stores them in the precision\'s type)')
+
+
+def make_inputs(args):
+  """What both programs get: size, variants (both with --write-reference),
+  weights, batch, module inputs `io`, and per variant its config at the
+  asked precision and its recorded noise."""
+  import synthetic
+  size = dict(SMALL if args.config == 'small' else FULL)
+  variants = list(VARIANTS) if args.write_reference else [args.variant]
   weights = make_weights(size, args.seed)
-  base = our_config(size, 'default', '32')
-  batch = make_batch(base, args.seed)
-  io = make_module_inputs(size, batch, args.seed)
-  names = sorted(weights)
-  with tempfile.TemporaryDirectory(prefix='diff-original-') as folder:
-    jobs = {'modules': start(
-        'modules', args.original,
-        modules_request(size, weights, io, bool(args.write_reference)),
-        folder, 'modules', args.force)}
-    noises, configs = {}, {}
-    for variant in variants:
-      config = our_config(size, variant, args.precision)
-      configs[variant] = config
-      import synthetic
-      noises[variant] = synthetic.recorded_noise(config, ACTION_SIZE,
-                                                 args.seed)
-      policy = 'mixed_bfloat16' if args.precision == 'bf16' else None
-      jobs[variant] = start(
+  batch = make_batch(our_config(size, 'default', '32'), args.seed)
+  configs = {v: our_config(size, v, args.precision) for v in variants}
+  return types.SimpleNamespace(
+      size=size, variants=variants, weights=weights, batch=batch,
+      io=make_module_inputs(size, batch, args.seed), configs=configs,
+      noises={v: synthetic.recorded_noise(configs[v], ACTION_SIZE, args.seed)
+              for v in variants})
+
+
+def launch(args, inputs, folder):
+  """Starts the original's processes in `folder`: its modules, its step of
+  each variant (and at low precision the float32 step beside), and with
+  --write-reference the updates and the float16 step; {name: job}."""
+  size, weights, batch = inputs.size, inputs.weights, inputs.batch
+  jobs = {'modules': start(
+      'modules', args.original,
+      modules_request(size, weights, inputs.io, bool(args.write_reference)),
+      folder, 'modules', args.force)}
+  policy = 'mixed_bfloat16' if args.precision == 'bf16' else None
+  for variant in inputs.variants:
+    noise = inputs.noises[variant]
+    jobs[variant] = start(
+        'step', args.original,
+        step_request(inputs.configs[variant], weights, batch, noise,
+                     args.updates, policy), folder, variant, args.force)
+    if args.precision != '32':
+      jobs[f'{variant} 32'] = start(
           'step', args.original,
-          step_request(config, weights, batch, noises[variant], args.updates,
-                       policy), folder, variant, args.force)
-      if low:
-        jobs[f'{variant} 32'] = start(
-            'step', args.original,
-            step_request(our_config(size, variant, '32'), weights, batch,
-                         noises[variant], 0), folder, f'{variant}_32',
-            args.force)
-    if args.write_reference:  # 10 updates and a float16 step (pcont: all on)
-      reference_jobs(jobs, size, weights, batch, noises, args, folder)
-    ours = {'modules': our_module_outputs(size, weights, io)}
-    for variant in variants:
-      ours[variant] = our_step(configs[variant], weights, batch,
-                               noises[variant], args.updates)
-      if low:
-        ours[f'{variant} 32'] = our_step(
-            our_config(size, variant, '32'), weights, batch, noises[variant], 0)
-    theirs = {name: finish(job) for name, job in jobs.items()}
+          step_request(our_config(size, variant, '32'), weights, batch,
+                       noise, 0), folder, f'{variant}_32', args.force)
+  if args.write_reference:  # 10 updates and a float16 step (pcont: all on)
+    reference_jobs(jobs, size, weights, batch, inputs.noises, args, folder)
+  return jobs
+
+
+def compute_ours(args, inputs):
+  """Ours on the same inputs, keyed as launch's jobs (but the reference
+  ones): 'modules', each variant, and at low precision 'VARIANT 32'."""
+  ours = {'modules': our_module_outputs(inputs.size, inputs.weights,
+                                        inputs.io)}
+  for variant in inputs.variants:
+    noise = inputs.noises[variant]
+    ours[variant] = our_step(inputs.configs[variant], inputs.weights,
+                             inputs.batch, noise, args.updates)
+    if args.precision != '32':
+      ours[f'{variant} 32'] = our_step(
+          our_config(inputs.size, variant, '32'), inputs.weights,
+          inputs.batch, noise, 0)
+  return ours
+
+
+def make_table(args, inputs, ours, theirs):
+  """The Table of every row: module outputs, then each variant's step."""
   table = Table()
   for key in MODULE_OUTPUTS:
     table.add('module', key, ours['modules'][key], theirs['modules'][key])
-  for variant in variants:
+  low = args.precision != '32'
+  for variant in inputs.variants:
     step_rows(table, variant, ours[variant], theirs[variant],
-              args.precision if low else None, weights,
-              [n for n in names if n in weights and any(
+              args.precision if low else None, inputs.weights,
+              [n for n in sorted(inputs.weights) if any(
                   f'grad/{o}/{n}' in theirs[variant] for o in OPTIMIZERS)],
               ours.get(f'{variant} 32'), theirs.get(f'{variant} 32'))
-  table.print()
-  summary = table.summary()
-  if low:
-    summary['cosines'] = {}
-    print(f'\ncosines of the {args.precision} gradient, per optimizer '
-          f'(over entries finite in both)')
-    print(f'{"variant":<8} {"optimizer":<9} {"ours vs ours32":>15} '
-          f'{"orig vs orig32":>15} {"ours vs orig":>13}  note')
-    for variant in variants:
-      for opt in OPTIMIZERS:
-        keys = sorted(k for k in theirs[variant]
-                      if k.startswith(f'grad/{opt}/'))
-        pick = lambda d: [d[k] for k in keys]
-        c_ours = cosine(pick(ours[variant]), pick(ours[f'{variant} 32']))
-        c_orig = cosine(pick(theirs[variant]), pick(theirs[f'{variant} 32']))
-        c_both = cosine(pick(ours[variant]), pick(theirs[variant]))
-        note = ''
-        if c_orig[1] or c_both[1]:
-          note = (f'original non-finite at {max(c_orig[1], c_both[1])} '
-                  f'entries, left out')
-        print(f'{variant:<8} {opt:<9} {c_ours[0]:15.7f} {c_orig[0]:15.7f} '
-              f'{c_both[0]:13.7f}  {note}')
-        summary['cosines'][f'{variant}/{opt}'] = {
-            'ours_vs_ours32': c_ours[0], 'orig_vs_orig32': c_orig[0],
-            'ours_vs_orig': c_both[0], 'nonfinite_left_out': c_orig[1]}
-    for variant in variants:
-      inf = [k for k in SCALARS if k in theirs[variant]
-             and not np.isfinite(theirs[variant][k])]
-      if inf:
-        print(f'{variant}: the original\'s {", ".join(inf)} at precision '
-              f'{args.precision} are non-finite (float16 overflow of the '
-              f'summed image log-likelihood on CPU); ours: ' + ', '.join(
-                  f'{k} {float(ours[variant][k]):.6g}' for k in inf))
-  if args.write_reference:
-    write_reference(args, size, weights, batch, io, noises, theirs, commit)
-  summary.update(commit=commit, config=args.config, precision=args.precision,
-                 variants=variants, updates=args.updates, seed=args.seed,
-                 seconds=round(time.time() - clock, 1),
-                 original_seconds={k: json.loads(str(v['seconds']))
-                                   for k, v in theirs.items()
-                                   if 'seconds' in v})
-  print(json.dumps(summary, sort_keys=True))
-  return 0 if summary['pass'] else 1
+  return table
+
+
+def print_cosines(args, variants, ours, theirs):
+  """Prints, per variant and optimizer, the cosines of the low-precision
+  gradient with each program's own float32 one and between the programs;
+  returns them as {VARIANT/OPTIMIZER: {...}} for the summary."""
+  cosines = {}
+  print(f'\ncosines of the {args.precision} gradient, per optimizer '
+        f'(over entries finite in both)')
+  print(f'{"variant":<8} {"optimizer":<9} {"ours vs ours32":>15} '
+        f'{"orig vs orig32":>15} {"ours vs orig":>13}  note')
+  for variant in variants:
+    for opt in OPTIMIZERS:
+      keys = sorted(k for k in theirs[variant]
+                    if k.startswith(f'grad/{opt}/'))
+      pick = lambda d: [d[k] for k in keys]
+      c_ours = cosine(pick(ours[variant]), pick(ours[f'{variant} 32']))
+      c_orig = cosine(pick(theirs[variant]), pick(theirs[f'{variant} 32']))
+      c_both = cosine(pick(ours[variant]), pick(theirs[variant]))
+      note = ''
+      if c_orig[1] or c_both[1]:
+        note = (f'original non-finite at {max(c_orig[1], c_both[1])} '
+                f'entries, left out')
+      print(f'{variant:<8} {opt:<9} {c_ours[0]:15.7f} {c_orig[0]:15.7f} '
+            f'{c_both[0]:13.7f}  {note}')
+      cosines[f'{variant}/{opt}'] = {
+          'ours_vs_ours32': c_ours[0], 'orig_vs_orig32': c_orig[0],
+          'ours_vs_orig': c_both[0], 'nonfinite_left_out': c_orig[1]}
+  return cosines
+
+
+def print_nonfinite(args, variants, ours, theirs):
+  """Prints, per variant, the original's losses that came out non-finite
+  at the low precision, beside ours."""
+  import numpy as np
+  for variant in variants:
+    inf = [k for k in SCALARS if k in theirs[variant]
+           and not np.isfinite(theirs[variant][k])]
+    if inf:
+      print(f'{variant}: the original\'s {", ".join(inf)} at precision '
+            f'{args.precision} are non-finite (float16 overflow of the '
+            f'summed image log-likelihood on CPU); ours: ' + ', '.join(
+                f'{k} {float(ours[variant][k]):.6g}' for k in inf))
 
 
 REFERENCE_UPDATES = 10
 
 
 def reference_jobs(jobs, size, weights, batch, noises, args, folder):
+  """Adds to `jobs` what only the golden files need: REFERENCE_UPDATES
+  updates and a float16 step, both of the pcont variant."""
   jobs['updates'] = start(
       'step', args.original,
       step_request(our_config(size, 'pcont', '32'), weights, batch,
@@ -612,6 +677,7 @@ def reference_jobs(jobs, size, weights, batch, noises, args, folder):
 
 
 def write_reference(args, size, weights, batch, io, noises, theirs, commit):
+  """Writes the golden files into --write-reference (reference_files)."""
   from harness import reference_files
   reference_files.write(
       args.write_reference, size=size, action_size=ACTION_SIZE,
