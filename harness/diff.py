@@ -682,14 +682,30 @@ def write_reference(args, size, weights, batch, io, noises, theirs, commit):
   reference_files.write(
       args.write_reference, size=size, action_size=ACTION_SIZE,
       weights=weights, batch=batch, io=io, noises=noises, theirs=theirs,
-      commit=commit, command=' '.join(['python', 'diff_original.py'] +
-                                      sys.argv[1:]),
+      commit=commit, command=reference_command(args),
       machine=f'{platform.machine()} {platform.processor() or ""} '
               f'{os.cpu_count()} cores, {platform.system()} '
               f'{platform.release()}, Python {platform.python_version()}',
       configs={v: our_config(size, v, '32') for v in VARIANTS},
       updates=REFERENCE_UPDATES, count_cases=COUNT_CASES)
   print(f'wrote the reference files into {args.write_reference}')
+
+
+def reference_command(args):
+  """The command that wrote the golden files, as their README records it:
+  the checkout as PATH_TO_DANIJAR_DREAMER, the folder relative to the
+  repository (DIR when outside it): no path of the machine that ran it."""
+  folder = pathlib.Path(args.write_reference).resolve()
+  folder = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else 'DIR'
+  flags = ['--original', 'PATH_TO_DANIJAR_DREAMER', '--write-reference',
+           str(folder)]
+  if args.seed:
+    flags += ['--seed', str(args.seed)]
+  if args.updates:
+    flags += ['--updates', str(args.updates)]
+  if args.force:
+    flags.append('--force')
+  return ' '.join(['python', 'diff_original.py'] + flags)
 
 
 def main(argv=None):

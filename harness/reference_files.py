@@ -122,8 +122,8 @@ Written by
 from a checkout of danijar/dreamer recognised as commit `{commit}`
 (harness/compat.py check_checkout: git blob hashes of dreamer.py,
 models.py, tools.py, wrappers.py), run unchanged in its math by
-harness/step.py and harness/modules.py (TensorFlow 2.21, tf_keras, TFP 0.25, float32 unless
-said) on: {machine}.
+harness/step.py and harness/modules.py (TensorFlow 2.21, tf_keras, TFP
+0.25, float32 unless said) on: {machine}.
 
 Inputs: the weights are our modules' initialisation (seed 0) at the small
 configuration: cnn_depth {cnn_depth}, stoch_size {stoch_size}, deter_size
