@@ -135,7 +135,7 @@ with `discount[1, T−1] = 0`. Horizon {horizon}.
 Tolerance of ours against these (tests/test_reference_train.py): values
 `allclose(rtol 1e-4, atol 1e-5)`; gradients per variable `|d| ≤ 1e-3·|ref|
 + 1e-4·max|ref| + 1e-9`. Regenerating gives the same numbers to float32
-round-off (tests/test_golden_regenerate.py).
+round-off (tests_harness/test_golden_regenerate.py).
 
 ## reference_weights.npz
 
