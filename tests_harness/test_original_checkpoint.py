@@ -117,5 +117,11 @@ def test_an_original_logdir_resumes_and_evaluates(original_logdir, tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   summary = json.loads((tmp_path / 'e' / 'summary.json').read_text())
   assert summary['episodes'] == 1 and summary['lengths'] == [12]
+  stored = int(np.asarray(checkpoint.read_state(source / 'variables.pkl')[0]))
+  assert stored > 0 and summary['step'] == stored  # The original's own step.
+  assert 'updates' not in summary  # The original does not record them.
+  assert f'(step {stored:,}, its update count is not recorded)' in (
+      result.stdout)
+  assert 'Evaluating on the CPU' in result.stdout
   assert {path: path.read_bytes() for path in source.rglob('*')
           if path.is_file()} == files  # The original's logdir untouched.
