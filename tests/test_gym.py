@@ -63,6 +63,25 @@ def make_image_obs():
   return Spaces(image, gymnasium.spaces.Box(-1, 1, (2,)))
 
 
+class Breaks(Spaces):
+  """Raises at its fifth step."""
+
+  def reset(self, seed=None, options=None):
+    self.steps = 0
+    return super().reset(seed=seed)
+
+  def step(self, action):
+    self.steps += 1
+    if self.steps == 5:
+      raise RuntimeError('the simulator broke')
+    return super().step(action)
+
+
+def make_breaking():
+  box = gymnasium.spaces.Box(-1, 1, (3,))
+  return Breaks(box, box)
+
+
 # --- Whole runs ---------------------------------------------------------------
 
 def run(logdir, steps, *flags):
@@ -191,3 +210,14 @@ def test_bad_input_is_one_line(tmp_path, flags, message):
   err = result.stderr.strip()
   assert result.returncode == 2 and len(err.splitlines()) == 1, err
   assert err.startswith('dreamer.py: error: ') and message in err, err
+
+
+def test_environment_raising_during_the_run(tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(ROOT / 'tests'))
+  result = subprocess.run(
+      [sys.executable, str(ROOT / 'dreamer.py'), '--logdir', str(tmp_path),
+       '--task', 'test_gym:make_breaking', '--obs', 'proprio'],
+      capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+  assert result.returncode == 1
+  assert result.stderr.startswith(
+      'error: environment worker failed: RuntimeError: the simulator broke')
