@@ -221,3 +221,24 @@ def test_environment_raising_during_the_run(tmp_path):
   assert result.returncode == 1
   assert result.stderr.startswith(
       'error: environment worker failed: RuntimeError: the simulator broke')
+
+
+@pytest.mark.slow  # Imports TensorFlow.
+def test_rssm_starts_from_zeros_at_is_first():
+  import tensorflow as tf
+  import networks
+  rssm = networks.RSSM(2, 5, 4, 8, 8, 'independent')
+  rng = np.random.default_rng(0)
+  embed, action = rng.normal(size=(2, 6, 5)), rng.normal(size=(2, 6, 2))
+  eps = {k: rng.normal(size=(2, 6, 4)) for k in ('prior', 'post')}
+  cast = lambda x: tf.constant(x, tf.float32)
+  first = np.zeros((2, 6), np.float32)
+  first[:, 3] = 1
+  post, _ = rssm.observe(
+      cast(embed), cast(action), eps={k: cast(v) for k, v in eps.items()},
+      is_first=first)
+  fresh, _ = rssm.observe(
+      cast(embed[:, 3:]), cast(action[:, 3:]),
+      eps={k: cast(v[:, 3:]) for k, v in eps.items()})
+  for key in ('deter', 'stoch'):
+    np.testing.assert_allclose(post[key][:, 3:], fresh[key], atol=1e-6)
