@@ -212,6 +212,7 @@ def test_bad_input_is_one_line(tmp_path, flags, message):
   assert err.startswith('dreamer.py: error: ') and message in err, err
 
 
+@pytest.mark.slow  # Imports TensorFlow before it fails.
 def test_environment_raising_during_the_run(tmp_path):
   env = dict(os.environ, PYTHONPATH=str(ROOT / 'tests'))
   result = subprocess.run(
