@@ -139,7 +139,8 @@ class EpisodeSampler:
     self._budget = memory
     # File name: episode, None when unreadable, or _ON_DISK past the budget.
     self._cache = {}
-    self._usable = []  # Sorted names of the episodes longer than `length`.
+    self._usable = []  # Sorted names of the episodes longer than `length`
+    # (with `across`: of every readable episode).
     self._across = across
     self._starts = []  # With `across`: stream index of each usable episode.
 
