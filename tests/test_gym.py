@@ -45,6 +45,7 @@ class Spaces(gymnasium.Env):
     return self.observation_space.sample(), {}
 
   def step(self, action):
+    assert self.action_space.contains(action), action
     return self.observation_space.sample(), 0.0, False, False, {}
 
 
@@ -61,6 +62,13 @@ def make_tuple_obs():
 def make_image_obs():
   image = gymnasium.spaces.Box(0, 255, (32, 32, 3), np.uint8)
   return Spaces(image, gymnasium.spaces.Box(-1, 1, (2,)))
+
+
+def make_dict_obs():
+  box = lambda *shape: gymnasium.spaces.Box(-1, 1, shape)
+  spaces = gymnasium.spaces.Dict(
+      {'velocity': box(2), 'reward': box(), 'angle': box(3, 2)})
+  return Spaces(spaces, gymnasium.spaces.Discrete(3, start=1))
 
 
 class Breaks(Spaces):
@@ -152,6 +160,20 @@ def test_terminated_and_truncated_discounts():
   assert steps < 20 and discount == 0  # Terminated: the pole fell.
   assert finish('gym_Pendulum-v1') == (100, 1)  # Its own limit: truncated.
   assert finish('gym_HalfCheetah-v5', time_limit=30) == (15, 1)
+
+
+def test_dict_observations_and_discrete_actions_with_a_start():
+  env = workers.Async(functools.partial(
+      wrappers.make_env, 'test_gym:make_dict_obs', 1, 100, image=False))
+  try:
+    assert {k: v.shape for k, v in env.obs_space.items()} == {
+        'velocity': (2,), 'obs_reward': (1,), 'angle': (3, 2)}
+    assert env.act_space.shape == (3,) and env.act_space.discrete
+    obs = env.reset()
+    assert obs['angle'].dtype == np.float32 and obs['obs_reward'].shape == (1,)
+    env.step(np.eye(3, dtype=np.float32)[0])  # Index 0: action 1.
+  finally:
+    env.close()
 
 
 def test_sequences_run_across_short_episodes(tmp_path):
