@@ -68,8 +68,10 @@ FLAGS = {
     # Environment.
     'task': Flag(
         'dmc_walker_walk',
-        'dmc_DOMAIN_TASK (DeepMind Control, e.g. dmc_cheetah_run) or '
-        'atari_GAME (e.g. atari_pong)'),
+        'dmc_DOMAIN_TASK (DeepMind Control, e.g. dmc_cheetah_run), '
+        'atari_GAME (e.g. atari_pong), gym_ID (Gymnasium, e.g. '
+        'gym_HalfCheetah-v5) or MODULE:FUNCTION (a function returning a '
+        'gymnasium.Env; PYTHONPATH=. for your own file)'),
     'envs': Flag(
         1,
         'environments of each kind (training, test) stepped at once',
@@ -112,7 +114,7 @@ FLAGS = {
         'activation of the dense layers',
         choices=('elu', 'relu', 'swish', 'leaky_relu')),
     'cnn_act': Flag(
-        'elu',
+        'relu',
         'activation of the convolutions',
         choices=('elu', 'relu', 'swish', 'leaky_relu')),
     'cnn_depth': Flag(

@@ -139,7 +139,8 @@ def build(config, strategy, env, logger, step, progress, rng):
   sampler = replay.EpisodeSampler(
       config.logdir / 'episodes', config.batch_length, config.dataset_balance,
       rescan=config.train_steps, seed=config.seed,
-      memory=replay.replay_bytes(config.replay_memory))
+      memory=replay.replay_bytes(config.replay_memory),
+      across=wrappers.check_task(config.task)[0] == 'gym')
   progress.replay = sampler.memory
   path = config.logdir / checkpoint.NAME
   agent = Agent(config, model, replay.batches(sampler, config.batch_size),
@@ -439,7 +440,7 @@ def main(argv=None):
   onednn = devices.choose_onednn()
   config = parse_args(argv)
   try:
-    wrappers.check_task(config.task, known=True)
+    wrappers.check_task(config.task, known=True, config=config)
     check_logdir(config, saved_config(config.logdir))
   except ValueError as error:
     fail(error)

@@ -208,7 +208,7 @@ def main(argv=None):
   options, config = parse(sys.argv[1:] if argv is None else argv)
   path = checkpoint_path(options)
   try:
-    wrappers.check_task(config.task, known=True)
+    wrappers.check_task(config.task, known=True, config=config)
   except ValueError as error:
     config_module.fail(error, PROG)
   config.precision, _, _ = devices.setup(
@@ -244,11 +244,12 @@ def main(argv=None):
     for index, (episode, _) in enumerate(episodes):
       write_video(folder / f'episode-{index + 1}.{options["video"]}',
                   episode['image'])
-    keys = model.obs_keys + ['action']
-    data = {key: episodes[0][0][key][None, :config.batch_length]
-            for key in keys}
-    openl = model.openl(data).numpy()
-    write_video(folder / f'openl.{options["video"]}', tile_video(openl))
+    if len(episodes[0][0]['reward']) > 5:  # Longer than openl's context.
+      keys = model.obs_keys + ['action']
+      data = {key: episodes[0][0][key][None, :config.batch_length]
+              for key in keys}
+      openl = model.openl(data).numpy()
+      write_video(folder / f'openl.{options["video"]}', tile_video(openl))
   summary.update(checkpoint=str(path), step=step, seed=options['seed'],
                  config=config_module.config_dict(config))
   if updates is not None:

@@ -306,7 +306,8 @@ class Dreamer:
     `variables` (`names`); outs holds intermediates to diff.
     """
     noise = noise or {}
-    keys = self.obs_keys + ['action', 'reward', 'discount']
+    keys = self.obs_keys + ['action', 'reward', 'discount'] + (
+        ['is_first'] if 'is_first' in data else [])
     data = preprocess(
         {k: data[k] for k in keys}, self._c.clip_rewards, self._proprio)
     with tf.GradientTape() as model_tape:
@@ -375,7 +376,8 @@ class Dreamer:
     """
     embed = self.embed(data)
     with tf.name_scope('observe'):
-      post, prior = self.rssm.observe(embed, data['action'], eps=eps)
+      post, prior = self.rssm.observe(
+          embed, data['action'], eps=eps, is_first=data.get('is_first'))
     feat = self.rssm.get_feat(post)
     likes = {}
     for key, decoder in (('image', 'decoder'), ('proprio', 'proprio_decoder')):
@@ -457,12 +459,14 @@ class Dreamer:
     and predicts the rest open loop from the actions alone.
     """
     keys = self.obs_keys + ['action']
+    first = data.get('is_first')
     data = preprocess(
         {k: data[k][:sequences] for k in keys}, proprio=self._proprio)
     truth = data['image'] + 0.5
     post, _ = self.rssm.observe(
         self.embed({k: v[:, :context] for k, v in data.items()}),
-        data['action'][:, :context])
+        data['action'][:, :context],
+        is_first=None if first is None else first[:sequences, :context])
     recon = self.decoder(self.rssm.get_feat(post)).mode()
     init = {k: v[:, -1] for k, v in post.items()}
     prior = self.rssm.imagine(data['action'][:, context:], init)

@@ -10,6 +10,7 @@ stacked into batches by `batches`.
 Imports neither TensorFlow nor dm_control.
 """
 
+import bisect
 import os
 import pathlib
 import re
@@ -119,10 +120,16 @@ class EpisodeSampler:
   read from disk each time they are picked, which changes no draw. Given
   the seed, the files and the state, the stream is deterministic;
   `get_state`/`set_state` resume it.
+
+  With `across` (Gymnasium tasks, whose episodes can be shorter than
+  `length`), a sequence starts at a step drawn uniformly from all stored
+  steps, episodes in file-name order, and runs on into the next episodes;
+  each item then also holds `is_first` (float32, 1 where an episode
+  starts), at which the RSSM starts from zeros (`balance` is not used).
   """
 
   def __init__(self, directory, length, balance=False, rescan=100, seed=None,
-               memory=None):
+               memory=None, across=False):
     self._directory = pathlib.Path(directory).expanduser()
     self._length = int(length)
     self._balance = balance
@@ -132,7 +139,10 @@ class EpisodeSampler:
     self._budget = memory
     # File name: episode, None when unreadable, or _ON_DISK past the budget.
     self._cache = {}
-    self._usable = []  # Sorted names of the episodes longer than `length`.
+    self._usable = []  # Sorted names of the episodes longer than `length`
+    # (with `across`: of every readable episode).
+    self._across = across
+    self._starts = []  # With `across`: stream index of each usable episode.
 
   def __iter__(self):
     return self
@@ -142,9 +152,13 @@ class EpisodeSampler:
     if due or not self._usable:
       self.scan()
     if not self._usable:
+      what = (f'are {self._length} steps' if self._across
+              else f'has more than {self._length} steps')
       raise RuntimeError(
-          f'no episode in {self._directory} has more than {self._length} '
-          f'steps ({len(self._cache)} episode files).')
+          f'no episode in {self._directory} {what} '
+          f'({len(self._cache)} episode files).')
+    if self._across:
+      return self._next_across()
     self._count += 1
     name = self._usable[self._rng.integers(len(self._usable))]
     total = episode_length(name)
@@ -164,6 +178,32 @@ class EpisodeSampler:
         key: value[start: start + self._length]
         for key, value in episode.items()}
 
+  def _next_across(self):
+    """`length` steps from a uniform start in the stream of all episodes,
+    with `is_first`."""
+    self._count += 1
+    start = int(self._rng.integers(self._starts[-1] - self._length + 1))
+    index = bisect.bisect_right(self._starts, start) - 1
+    offset, parts, missing = start - self._starts[index], [], self._length
+    while missing:
+      name = self._usable[index]
+      episode = self._cache[name]
+      if episode is _ON_DISK:
+        episode = self._load(self._directory / name)
+      if episode is None:  # Damaged since it was first read.
+        self._cache[name] = None
+        self.scan()
+        self._count -= 1
+        return next(self)
+      part = {k: v[offset: offset + missing] for k, v in episode.items()}
+      first = np.zeros(len(part['reward']), np.float32)
+      first[0] = offset == 0
+      parts.append(dict(part, is_first=first))
+      missing -= len(first)
+      index, offset = index + 1, 0
+    return {key: np.concatenate([part[key] for part in parts])
+            for key in parts[0]}
+
   def scan(self):
     """Loads new episode files and forgets the ones that are gone; keeps
     the newest in memory within the budget."""
@@ -175,9 +215,15 @@ class EpisodeSampler:
       if path.name not in self._cache:
         self._cache[path.name] = self._load(path)
     self._evict()
+    shortest = 0 if self._across else self._length
     self._usable = sorted(
         name for name, episode in self._cache.items()
-        if episode is not None and episode_length(name) > self._length)
+        if episode is not None and episode_length(name) > shortest)
+    if self._across:
+      lengths = [episode_length(name) for name in self._usable]
+      self._starts = list(np.cumsum([0] + lengths))
+      if self._starts[-1] < self._length:
+        self._usable = []
 
   def memory(self):
     """Bytes of the episodes held in memory."""

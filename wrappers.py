@@ -5,6 +5,8 @@ puts around them. Everything here runs inside an environment worker
   DeepMind Control: DeepMindControl -> ActionRepeat -> NormalizeActions
                     -> TimeLimit
   Atari:            Atari -> OneHotAction -> TimeLimit
+  Gymnasium:        gym_env.GymEnv -> ActionRepeat -> NormalizeActions (Box)
+                    or OneHotAction (Discrete) -> TimeLimit
 
 Environment API: `reset()` returns the observation dict, `step(action,
 render=True)` returns `(obs, reward, done, info)` with `info['discount']` a
@@ -46,18 +48,30 @@ class Space(collections.namedtuple(
 SUITES = ('dmc', 'atari')
 
 
-def check_task(task, known=False):
-  """Returns (suite, name) of 'SUITE_NAME' without importing dm_control.
+def check_task(task, known=False, config=None):
+  """Returns (suite, name) of 'SUITE_NAME' without importing dm_control;
+  suite 'gym' for 'gym_ID' and 'MODULE:FUNCTION' (name: the whole task).
 
   With `known`, also checks that dm_control or the Arcade Learning
   Environment has the task, asking a spawned process (a second or two),
-  and lists the valid ones if not.
+  and lists the valid ones if not; a Gymnasium task is built there once and
+  checked against `config` (obs, action_dist, expl) by gym_env.check.
   """
+  import gym_env
+  if gym_env.is_gym(task):
+    if known:
+      flags = {key: getattr(config, key) for key in (
+          'obs', 'action_dist', 'expl')} if config else {}
+      context = multiprocessing.get_context('spawn')
+      with main_module_hidden(), context.Pool(1) as pool:
+        pool.apply(gym_env.check, (task,), flags)
+    return 'gym', task
   suite, _, name = task.partition('_')
   if suite not in SUITES or not name:
     raise ValueError(
         f"task '{task}': unknown suite '{suite}'; use dmc_DOMAIN_TASK, e.g. "
-        f"dmc_walker_walk, or atari_GAME, e.g. atari_pong")
+        f"dmc_walker_walk, atari_GAME, e.g. atari_pong, gym_ID, e.g. "
+        f"gym_HalfCheetah-v5, or MODULE:FUNCTION (a Gymnasium factory)")
   if suite == 'dmc':
     domain, _, rest = name.partition('_')
     if not domain or not rest:
@@ -80,7 +94,12 @@ def make_env(task, action_repeat, time_limit, size=(64, 64), seed=0,
   ends Atari episodes at every lost life.
   """
   suite, name = check_task(task)
-  if suite == 'atari':
+  if suite == 'gym':
+    import gym_env
+    env = ActionRepeat(gym_env.GymEnv(name, size, seed, image), action_repeat)
+    discrete = env.act_space.shape == ()
+    env = OneHotAction(env) if discrete else NormalizeActions(env)
+  elif suite == 'atari':
     env = Atari(name, action_repeat, size, life_done=life_done, seed=seed)
     env = OneHotAction(env)
   else:

@@ -4,7 +4,7 @@
     python benchmarks/train_step.py --precision 32 --configs small   # ours
 
 Builds the original's agent (its `dreamer.Dreamer`, through
-original_compat, files unchanged) at its default config with the named
+harness.compat, files unchanged) at its default config with the named
 configs of config.py applied (the same flag names), float32, on a random
 batch of the config's shapes (synthetic.random_batch, as ours), then times
 its `train` (world model + actor + value, its own sampling) after warm-up
@@ -22,19 +22,19 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import original_step  # noqa: E402  (first: it selects Keras 2 for TensorFlow)
+from harness import step  # noqa: E402  (first: it selects Keras 2)
 
 
 def measure(original, overrides, repeats, warmup, action_size):
   """Median seconds of the original agent's train(data), and the minimum."""
   from synthetic import random_batch
-  original_step.use(original)
-  config = original_step.make_config(overrides)
+  o = step.use(original)
+  config = step.make_config(o, overrides)
   batch = random_batch(config, action_size)
   with tempfile.TemporaryDirectory(prefix='original-bench-') as folder:
-    agent = original_step.build_agent(
-        config, batch, action_size, pathlib.Path(folder))
-  data = original_step.preprocess(batch, config)
+    agent = step.build_agent(
+        o, config, batch, action_size, pathlib.Path(folder))
+  data = step.preprocess(o, batch, config)
   block = lambda: agent._metrics['model_loss'].result().numpy()
   for _ in range(warmup):
     agent.train(data)
@@ -61,21 +61,21 @@ def main():
   parser.add_argument('--action_size', type=int, default=6)
   args = parser.parse_args()
   import config
-  import original_compat
+  from harness import compat
   from benchmarks.machine import setup
   unknown = [name for name in args.configs if name not in config.CONFIGS]
   if unknown:
     parser.error(f'unknown config {unknown[0]!r}; allowed: '
                  f'{", ".join(config.CONFIGS)}')
   try:
-    commit = original_compat.check_checkout(args.original, args.force)
+    commit = compat.check_checkout(args.original, args.force)
   except ValueError as error:
     parser.exit(2, f'{parser.prog}: error: {error}\n')
   print(setup(), flush=True)
   overrides = {'precision': 32}
   for name in args.configs:
     overrides.update(config.CONFIGS[name])
-  original = original_compat.load_original(args.original)
+  original = compat.load_original(args.original)
   median, fastest = measure(original, overrides, args.repeats, args.warmup,
                             args.action_size)
   print(f'original {commit or "(forced)"} float32 median {median:.3f} s  '

@@ -62,25 +62,25 @@ def ours_update(root, configs, action_size, precision='32'):
 
 
 def original_update(original, configs, action_size):
-  """(update function, info) of the original's own train step."""
-  original_train_step = _load(ROOT / 'benchmarks' / 'original_train_step.py')
+  """(update function, info) of the original's own train step, built as
+  benchmarks/original_train_step.py builds it (harness.step)."""
+  _load(ROOT / 'benchmarks' / 'original_train_step.py')  # Keras 2 first.
   from benchmarks.machine import setup
   cpu = setup()
+  import tempfile
   import config
-  import original_compat
+  from harness import compat, step
   from synthetic import random_batch
-  steps = original_train_step.original_step
-  original_compat.check_checkout(original, False)
+  compat.check_checkout(original, False)
   overrides = {'precision': 32}
   for name in configs:
     overrides.update(config.CONFIGS[name])
-  steps.use(original_compat.load_original(original))
-  cfg = steps.make_config(overrides)
+  o = step.use(compat.load_original(original))
+  cfg = step.make_config(o, overrides)
   batch = random_batch(cfg, action_size)
-  import tempfile
   with tempfile.TemporaryDirectory(prefix='original-bench-') as folder:
-    agent = steps.build_agent(cfg, batch, action_size, pathlib.Path(folder))
-  data = steps.preprocess(batch, cfg)
+    agent = step.build_agent(o, cfg, batch, action_size, pathlib.Path(folder))
+  data = step.preprocess(o, batch, cfg)
 
   def update():
     agent.train(data)

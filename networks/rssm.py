@@ -48,21 +48,24 @@ class RSSM(Module):
         mean=zeros(self._stoch_size), std=zeros(self._stoch_size),
         stoch=zeros(self._stoch_size), deter=zeros(self._deter_size))
 
-  def observe(self, embed, action, state=None, eps=None):
+  def observe(self, embed, action, state=None, eps=None, is_first=None):
     """Posterior and prior states for (B, T, …) embeddings and actions.
 
     `action[:, t]` is the action that led to the frame of `embed[:, t]`.
     `eps`: None, or some of {'prior', 'post'}: standard-normal noise (B or
     1, T, stoch) of the prior and posterior samples; what is not given is
-    drawn (networks/noise.py).
+    drawn (networks/noise.py). `is_first`: None, or (B, T) 1 where an
+    episode starts: the state before that step is zeroed.
     """
     if state is None:
       state = self.initial(embed.shape[0] or tf.shape(embed)[0])
     inputs = {'action': _swap(action), 'embed': _swap(embed)}
     inputs.update({k: _swap(v) for k, v in (eps or {}).items()})
+    if is_first is not None:
+      inputs['keep'] = _swap(1 - tf.cast(is_first, tf.float32)[..., None])
     post, prior = tools.static_scan(
         lambda prev, inp: self.obs_step(
-            prev[0], inp['action'], inp['embed'],
+            _reset(prev[0], inp.get('keep')), inp['action'], inp['embed'],
             (inp.get('prior'), inp.get('post'))),
         inputs, (state, state))
     return _swap(post), _swap(prior)
@@ -120,6 +123,13 @@ class RSSM(Module):
     if eps is None:
       eps = noise.normal(noise.latent_shape(mean, self._noise))
     return {'mean': mean, 'std': std, 'stoch': eps * std + mean}
+
+
+def _reset(state, keep):
+  """`state` times `keep` (B, 1): zeros where an episode starts."""
+  if keep is None:
+    return state
+  return {k: v * tf.cast(keep, v.dtype) for k, v in state.items()}
 
 
 def gru_step(x, h, kernel, recurrent_kernel, bias):

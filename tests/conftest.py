@@ -1,14 +1,13 @@
-"""The reference folder; the environment every test runs in."""
+"""The fixtures of the agent's tests, and the environment every test runs
+in. Shared functions live in helpers.py (tests_harness/ has its own
+conftest.py for the harness's tests)."""
 
 import os
-import pathlib
 
 import pytest
 
 # The fast setting dreamer.py chooses, before anything imports TensorFlow.
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='session')
@@ -20,32 +19,10 @@ def tiny_run(tmp_path_factory):
   return logdir, run_dreamer(logdir, 160)
 
 
-def original_dir():
-  """The checkout of danijar/dreamer the tests that run the original use."""
-  default = ROOT.parent / 'shared' / 'original-dreamer'
-  return pathlib.Path(os.environ.get('DREAMER_ORIGINAL_DIR', default))
-
-
-@pytest.fixture(scope='session')
-def checkout():
-  """The original's checkout, or a skip saying where it was looked for."""
-  folder = original_dir()
-  if not (folder / 'dreamer.py').exists():
-    pytest.skip(f'no checkout of the original Dreamer in {folder} (set '
-                f'DREAMER_ORIGINAL_DIR to a danijar/dreamer checkout)')
-  return folder
-
-
-def reference_dir():
-  """DREAMER_REFERENCE_DIR, or the golden files committed in
-  tests/reference/ (written by diff_original.py --write-reference)."""
-  default = ROOT / 'tests' / 'reference'
-  return pathlib.Path(os.environ.get('DREAMER_REFERENCE_DIR', default))
-
-
 @pytest.fixture(scope='session')
 def reference():
   """The original's numbers, or a skip saying where they were looked for."""
+  from helpers import reference_dir
   folder = reference_dir()
   names = ('reference_weights.npz', 'reference_io.npz', 'param_counts.json')
   if not all((folder / name).exists() for name in names):

@@ -1,5 +1,6 @@
-"""What several test files share: the tiny config and run, stand-ins for
-the model, episodes on disk, and reading a run's output."""
+"""What several test files (of tests/ and tests_harness/) share: the tiny
+config and run, stand-ins for the model, episodes on disk, reading a run's
+output, the golden data's folder and comparisons, the benchmark scripts."""
 
 import json
 import os
@@ -46,6 +47,16 @@ def run_dreamer(logdir, steps, flags=TINY_FLAGS):
       capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   return result.stdout
+
+
+def run_benchmark(name, *flags):
+  """The parsed last stdout line of `benchmarks/name` run with `flags`."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  result = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / name), *flags], cwd=ROOT,
+      env=env, capture_output=True, text=True, timeout=180)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def read_metrics(logdir):
@@ -157,7 +168,14 @@ class FakeEnv:
     return obs
 
 
-# --- The golden train step (tests/reference/train_step.npz) -----------------
+# --- The golden data (tests/reference/) -------------------------------------
+
+def reference_dir():
+  """DREAMER_REFERENCE_DIR, or the golden files committed in
+  tests/reference/ (written by diff_original.py --write-reference)."""
+  default = ROOT / 'tests' / 'reference'
+  return pathlib.Path(os.environ.get('DREAMER_REFERENCE_DIR', default))
+
 
 NOISE = {'obs_prior': 'eps_obs_prior', 'post': 'eps_post',
          'imag': 'eps_imag', 'actor': 'eps_actor'}

@@ -36,6 +36,28 @@ def test_bad_flags_exit_with_a_clear_message(argv, message, capsys):
   assert message in capsys.readouterr().err
 
 
+# The original's defaults (its dreamer.py, commit 56d4d44), written out so a
+# change to the config table cannot move one unnoticed.
+ORIGINAL_DEFAULTS = dict(
+    seed=0, steps=int(5e6), eval_every=int(1e4), log_every=int(1e3),
+    log_scalars=True, log_images=True, gpu_growth=True, precision='16',
+    task='dmc_walker_walk', envs=1, parallel='none', action_repeat=2,
+    time_limit=1000, prefill=5000, eval_noise=0.0, clip_rewards='none',
+    deter_size=200, stoch_size=30, num_units=400, dense_act='elu',
+    cnn_act='relu', cnn_depth=32, pcont=False, free_nats=3.0, kl_scale=1.0,
+    pcont_scale=10.0, weight_decay=0.0, weight_decay_pattern=r'.*',
+    batch_size=50, batch_length=50, train_every=1000, train_steps=100,
+    pretrain=100, model_lr=6e-4, value_lr=8e-5, actor_lr=8e-5,
+    grad_clip=100.0, dataset_balance=False, discount=0.99, disclam=0.95,
+    horizon=15, action_dist='tanh_normal', action_init_std=5.0,
+    expl='additive_gaussian', expl_amount=0.3, expl_decay=0.0, expl_min=0.0)
+
+
+def test_defaults_are_the_originals():
+  ours = defaults()
+  assert {key: ours[key] for key in ORIGINAL_DEFAULTS} == ORIGINAL_DEFAULTS
+
+
 def test_every_default_is_a_flag():
   flags = vars(parse_args(['--logdir', 'x']))
   assert set(flags) == set(defaults())

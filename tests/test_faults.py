@@ -42,7 +42,7 @@ def fails_with_one_line(capsys, argv):
 
 
 @pytest.mark.parametrize('flags,message', [
-    (['--task', 'gym_cartpole'], "unknown suite 'gym'"),
+    (['--task', 'gymm_cartpole'], "unknown suite 'gymm'"),
     (['--task', 'dmc_'], "unknown suite 'dmc'"),
     (['--task', 'dmc_walker_fly'], 'allowed: dmc_acrobot_swingup'),
     (['--nonsense', '1'], 'unrecognized arguments: --nonsense'),

@@ -27,7 +27,7 @@ def test_observe_and_imagine_share_latent_noise_across_the_batch(
     mode, traced):
   # Traced with the global seed set, as a run's train step: each draw must
   # still be fresh (the original's nested tf.functions then repeat theirs,
-  # see original_train.seed_globals).
+  # see harness/train.py seed_globals).
   keras.utils.set_random_seed(0)
   rssm = networks.RSSM(2, 8, stoch=4, deter=6, hidden=6, latent_noise=mode)
   rng = np.random.default_rng(0)

@@ -126,7 +126,7 @@ def test_load_rejects_wrong_shapes(golden, reference):
 
 
 def param_count_cases():
-  from conftest import reference_dir
+  from helpers import reference_dir
   path = reference_dir() / 'param_counts.json'
   return sorted(json.loads(path.read_text())) if path.exists() else ['absent']
 

@@ -15,8 +15,8 @@ import pytest
 import models
 import networks
 from config import make_config
-from conftest import reference_dir
-from helpers import BATCH, NOISE, SMALL_KEYS, mismatches, reference_of
+from helpers import (
+    BATCH, NOISE, SMALL_KEYS, mismatches, reference_dir, reference_of)
 
 VARIANTS = ('default', 'pcont')
 @pytest.fixture(scope='module')

@@ -67,7 +67,7 @@ def test_time_limit_needs_reset():
 
 
 @pytest.mark.parametrize('task, message', [
-    ('gym_Pendulum', "unknown suite 'gym'"),
+    ('gymm_Pendulum', "unknown suite 'gymm'"),
     ('dmc_walker', 'dmc_DOMAIN_TASK'),
     ('dmc', "unknown suite 'dmc'"),
     ('atari_', "unknown suite 'atari'"),

@@ -2,9 +2,9 @@
 today's TensorFlow, from a checkout the user passes, without editing it.
 
     import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'   # before TensorFlow
-    import original_compat
-    original_compat.check_checkout(path)        # -> '56d4d44' or ValueError
-    original = original_compat.load_original(path)
+    from harness import compat
+    compat.check_checkout(path)        # -> '56d4d44' or ValueError
+    original = compat.load_original(path)
     original.dreamer.Dreamer, original.models.RSSM, original.tools.Adam
 
 Only the APIs TensorFlow removed since 2.2 are mapped to their current
@@ -15,7 +15,7 @@ spaces work, the rest raises), PIL when absent, and tf.summary.scalar
 without tensorboard (the same scalar as a raw Summary proto).
 Its modules are loaded under their own names (`dreamer`, `models`,
 `tools`, `wrappers`), which are also names of ours: load them in a process
-that never imports our modules of those names (original_step.py is one).
+that never imports our modules of those names (harness/step.py is one).
 The original needs Keras 2 layers (tf_keras): Keras 3 layers do not track
 their variables inside its tf.Module objects the way it relies on.
 """
@@ -220,7 +220,7 @@ class Absent(types.ModuleType):
       raise AttributeError(name)
     raise ImportError(
         f'{self.__name__}.{name}: {self.__name__} is not installed; '
-        f'original_compat stands in for it so that the original imports, '
+        f'harness.compat stands in for it so that the original imports, '
         f'but its environment code (which uses it) cannot run here')
 
 
@@ -271,7 +271,7 @@ class Box:
   """gym.spaces.Box: `low` and `high` broadcast to `shape` (taken from
   `low` when not given) in `dtype`. `sample()` draws uniformly in
   [low, high] (bounded axes, as gym for float boxes) from `np_random`, by
-  default NumPy's global generator (seeded by original_train.py)."""
+  default NumPy's global generator (seeded by harness/train.py)."""
 
   def __init__(self, low, high, shape=None, dtype=None):
     import numpy as np

@@ -1,7 +1,7 @@
 """Runs the ORIGINAL Dreamer's modules one by one on given inputs, and
-counts their parameters, in a process of its own (like original_step.py).
+counts their parameters, in a process of its own (like harness/step.py).
 
-    python original_modules.py --original PATH --request IN.npz \
+    python -m harness.modules --original PATH --request IN.npz \
         --out OUT.npz [--force]
 
 IN.npz:
@@ -43,8 +43,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 import numpy as np  # noqa: E402
 
-import original_compat  # noqa: E402
-import original_step  # noqa: E402
+from harness import compat, step  # noqa: E402
 
 INPUTS = (
     'image', 'prev_mean', 'prev_std', 'prev_stoch', 'prev_deter',
@@ -52,11 +51,13 @@ INPUTS = (
     'lr_bootstrap', 'lr_lambda', 'tanh_x')
 
 
-def build(O, tf, c):
+def build(o, c):
   """{our module name: the original's module} at config `c`, every layer
-  created by one call on zeros (the original's layers are made lazily)."""
+  created by one call on zeros (the original's layers are made lazily);
+  `o` is the original (step.Original)."""
+  tf = o.tf
   elu, relu = tf.nn.elu, tf.nn.relu
-  m = O.models
+  m = o.models
   size = c['action_size']
   modules = {
       'encoder': m.ConvEncoder(c['cnn_depth'], relu),
@@ -85,10 +86,13 @@ def counts_of(modules):
           for name, module in modules.items()}
 
 
-def compute(O, config, weights, io, cases):
-  import tensorflow as tf
-  modules = build(O, tf, config)
-  original_step.assign_weights(modules, weights)
+def compute(o, config, weights, io, cases):
+  """OUT.npz's arrays: the outputs of the original's modules (`o`, a
+  step.Original) at `config` with `weights` on the inputs `io`, and the
+  parameter counts of each of `cases`."""
+  tf = o.tf
+  modules = build(o, config)
+  step.assign_weights(modules, weights)
   m = {k: v for k, v in modules.items()}
   prev = {k: tf.constant(io[f'prev_{k}'])
           for k in ('mean', 'std', 'stoch', 'deter')}
@@ -111,11 +115,11 @@ def compute(O, config, weights, io, cases):
       'actor_scale': normal.scale,
       'actor_logprob': actor.log_prob(tf.constant(io['actions'])),
       'onehot_probs': m['actor_onehot'](feat).mean(),
-      'lr_returns': O.tools.lambda_return(
+      'lr_returns': o.tools.lambda_return(
           *args, tf.constant(io['lr_bootstrap']), lambda_=lam, axis=0),
-      'lr_returns_zero_bootstrap': O.tools.lambda_return(
+      'lr_returns_zero_bootstrap': o.tools.lambda_return(
           *args, None, lambda_=lam, axis=0),
-      'tanh_log_det_jacobian': O.tools.TanhBijector().forward_log_det_jacobian(
+      'tanh_log_det_jacobian': o.tools.TanhBijector().forward_log_det_jacobian(
           tf.constant(io['tanh_x']), event_ndims=0),
   }
   for key in ('mean', 'std', 'deter'):
@@ -124,14 +128,15 @@ def compute(O, config, weights, io, cases):
   out = {k: np.asarray(v, np.float32) for k, v in out.items()}
   counts = {'small': counts_of(modules)}
   for case, c in cases.items():
-    built = build(O, tf, dict(c, action_size=c['action_dim']))
+    built = build(o, dict(c, action_size=c['action_dim']))
     counts[case] = counts_of(built)
   out['param_counts'] = np.array(json.dumps(counts))
   return out
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(
+      prog='python -m harness.modules', description=__doc__.split('\n')[0])
   parser.add_argument('--original', required=True)
   parser.add_argument('--request', required=True)
   parser.add_argument('--out', required=True)
@@ -139,10 +144,10 @@ def main(argv=None):
   args = parser.parse_args(argv)
   start = time.time()
   try:
-    commit = original_compat.check_checkout(args.original, args.force)
+    commit = compat.check_checkout(args.original, args.force)
   except ValueError as error:
-    sys.exit(f'original_modules.py: {error}')
-  O = original_compat.load_original(args.original)
+    sys.exit(f'harness.modules: {error}')
+  o = step.use(compat.load_original(args.original))
   with np.load(args.request) as request:
     request = dict(request)
   config = json.loads(str(request['config']))
@@ -151,12 +156,12 @@ def main(argv=None):
              if k.startswith('weights/')}
   missing = [k for k in INPUTS if k not in request]
   if missing:
-    sys.exit(f'original_modules.py: {args.request}: missing '
+    sys.exit(f'harness.modules: {args.request}: missing '
              f'{", ".join(missing)}')
-  out = compute(O, config, weights, {k: request[k] for k in INPUTS}, cases)
+  out = compute(o, config, weights, {k: request[k] for k in INPUTS}, cases)
   out['commit'] = np.array(commit or 'unknown (forced)')
   np.savez_compressed(args.out, **out)
-  print(f'original_modules.py: wrote {args.out} ({len(out)} arrays) in '
+  print(f'harness.modules: wrote {args.out} ({len(out)} arrays) in '
         f'{time.time() - start:.1f} s')
 
 

@@ -1,7 +1,7 @@
 """Serves our environment worker to the original Dreamer's main loop.
 
-original_train.py replaces the original's `dreamer.make_env` with
-`make_env` here: the environment stack the original builds in process
+harness/train.py replaces the original's `dreamer.make_env` with
+`EnvFactory` here: the environment stack the original builds in process
 (DeepMindControl -> ActionRepeat -> NormalizeActions -> TimeLimit, or
 Atari -> OneHotAction -> TimeLimit) runs instead in one of our spawned
 workers (workers.Async of wrappers.make_env, seeded), and the main process
@@ -16,7 +16,7 @@ names):
   and Python data (no class of ours the main process could not unpickle).
 - `GymEnv` runs in the main process: it gives the worker the gym-style
   interface the original's wrappers expect (`observation_space`,
-  `action_space` built from original_compat's gym stand-in, `reset()`,
+  `action_space` built from harness.compat's gym stand-in, `reset()`,
   `step(action)`, `close()`).
 
 This module imports neither TensorFlow nor dm_control.
@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 
-HERE = pathlib.Path(__file__).resolve().parent
+ROOT = pathlib.Path(__file__).resolve().parents[1]  # the port's modules
 TEST_SEED_OFFSET = 10_000  # test envs are seeded apart, as in our dreamer.py
 
 
@@ -40,13 +40,13 @@ def worker_env(task, action_repeat, time_limit, seed):
   order: wrappers.make_env with `seed`, episodes ending at a lost life on
   Atari (the original's make_env passes life_done=True to train and test
   envs alike)."""
-  if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+  if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
   import wrappers  # Ours: this process holds no module of that name.
-  if pathlib.Path(wrappers.__file__).resolve().parent != HERE:
+  if pathlib.Path(wrappers.__file__).resolve().parent != ROOT:
     raise ImportError(
         f'the environment worker imported {wrappers.__file__}, not the '
-        f'port\'s wrappers.py in {HERE}')
+        f'port\'s wrappers.py in {ROOT}')
   suite = task.split('_', 1)[0]
   env = wrappers.make_env(
       task, action_repeat, time_limit, seed=seed, image=True,
@@ -115,7 +115,7 @@ class GymEnv:
   `step(action)` and `close()`."""
 
   def __init__(self, worker):
-    import gym  # original_compat's stand-in (or gym, when installed)
+    import gym  # harness.compat's stand-in (or gym, when installed)
     self._gym = gym
     self._worker = worker
     self._spaces = worker.access('spaces')

@@ -1,10 +1,10 @@
 """Runs the ORIGINAL Dreamer's train step on a given batch, weights and
 noise, in a process of its own, and writes what it computed.
 
-    python original_step.py --original PATH --request IN.npz --out OUT.npz \
+    python -m harness.step --original PATH --request IN.npz --out OUT.npz \
         [--force]
 
-PATH is a checkout of danijar/dreamer (original_compat.check_checkout
+PATH is a checkout of danijar/dreamer (harness.compat.check_checkout
 must recognise it, unless --force). Our port uses Keras 3 and the original
 tf_keras, which cannot share a process: hence a CLI that reads and writes
 npz files.
@@ -98,7 +98,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 import numpy as np  # noqa: E402
 
-import original_compat  # noqa: E402
+from harness import compat  # noqa: E402
 
 BATCH = ('image', 'action', 'reward', 'discount')
 NOISE = ('obs_prior', 'post', 'imag', 'actor')
@@ -112,9 +112,6 @@ MODULES = {  # our module name: the original Dreamer's attribute
     'actor': '_actor'}
 OPTIMIZERS = ('_model_opt', '_actor_opt', '_value_opt')
 
-tf = tfd = None  # TensorFlow, TFP: imported by compute(), after the checks
-O = None         # the original's modules (original_compat.load_original)
-
 
 # --- the recorded noise ------------------------------------------------------
 
@@ -127,7 +124,8 @@ class Stream:
   Reading past the end raises (tf.gather checks its index on CPU).
   """
 
-  def __init__(self, name, array):
+  def __init__(self, tf, name, array):
+    self._tf = tf
     self.name = name
     self.shape = array.shape
     self.buffer = tf.Variable(array, trainable=False, name=name)
@@ -142,7 +140,7 @@ class Stream:
 
   def take(self, dtype):
     index = self.counter.assign_add(1) - 1
-    return tf.cast(tf.gather(self.buffer, index), dtype)
+    return self._tf.cast(self._tf.gather(self.buffer, index), dtype)
 
 
 class Noise:
@@ -151,11 +149,11 @@ class Noise:
   `imag` and `actor`. `imagining` is set while the original's
   _imagine_ahead is traced: latent draws made then read `imag`."""
 
-  def __init__(self, noise):
+  def __init__(self, tf, noise):
     self.streams = {
-        'observe': Stream('observe', self._interleave(noise)),
-        'imag': Stream('imag', noise['imag']),
-        'actor': Stream('actor', noise['actor'])}
+        'observe': Stream(tf, 'observe', self._interleave(noise)),
+        'imag': Stream(tf, 'imag', noise['imag']),
+        'actor': Stream(tf, 'actor', noise['actor'])}
     self.imagining = False
     self.actions = []  # the actions sampled in the imagination being traced
 
@@ -202,7 +200,8 @@ class Recorder:
       'prior_std', 'kl', 'imag_feat', 'imag_action', 'imag_reward',
       'imag_value', 'imag_pcont', 'returns')
 
-  def __init__(self):
+  def __init__(self, tf):
+    self._tf = tf
     self.values = {name: tf.Variable(
         0.0, shape=tf.TensorShape(None), trainable=False, name=name)
         for name in self.NAMES}
@@ -214,7 +213,7 @@ class Recorder:
   def __call__(self, name, tensor):
     if name not in self.seen:
       self.seen.add(name)
-      self.values[name].assign(tf.cast(tensor, tf.float32))
+      self.values[name].assign(self._tf.cast(tensor, self._tf.float32))
 
   def read(self):
     return {k: v.numpy() for k, v in self.values.items() if k in self.seen}
@@ -230,7 +229,8 @@ class Gradients:
   apply_gradients (a no-op in measure mode).
   """
 
-  def __init__(self, adam, names, mode):
+  def __init__(self, tf, adam, names, mode):
+    self._tf = tf
     self.adam = adam
     self.loss = adam._name  # model, actor or value
     self.keys = [names[id(v)] for v in adam._variables]
@@ -244,6 +244,7 @@ class Gradients:
     adam._opt.apply_gradients = self.apply_gradients
 
   def get_unscaled_gradients(self, grads):
+    tf = self._tf
     grads = self._unscale(grads)
     if self.mode.measure:
       for slot, grad, var in zip(self.grads, grads, self.adam._variables):
@@ -265,8 +266,9 @@ class Gradients:
             for key, grad in zip(self.keys, self.grads)}
 
 
-def install_samplers(noise):
+def install_samplers(o, noise):
   """Replaces the original's three random draws by the recorded noise."""
+  tf, tfd = o.tf, o.tfd
 
   def latent_sample(self, sample_shape=(), seed=None, name='sample'):
     # tools._mnd_sample: tf.random.normal(event_shape, mean, std), which is
@@ -306,19 +308,20 @@ def install_samplers(noise):
     noise.actions.append(action)
     return action
 
-  onehot = O.tools.OneHotDist.sample
+  onehot = o.tools.OneHotDist.sample
   tfd.MultivariateNormalDiag.sample = latent_sample
-  O.tools.SampleDist.sample = actor_sample
+  o.tools.SampleDist.sample = actor_sample
   tfd.Categorical.sample = onehot_sample
-  O.tools.OneHotDist.sample = recorded_onehot
+  o.tools.OneHotDist.sample = recorded_onehot
 
 
-def install_recorders(noise, record):
+def install_recorders(o, noise, record):
   """Wraps the original's _imagine_ahead and lambda_return (class and
   module attributes, looked up at call time) to record their inputs and
   outputs and to switch the latent stream; returns nothing new."""
-  imagine_ahead = O.dreamer.Dreamer._imagine_ahead
-  lambda_return = O.tools.lambda_return
+  tf = o.tf
+  imagine_ahead = o.dreamer.Dreamer._imagine_ahead
+  lambda_return = o.tools.lambda_return
 
   def recorded_imagine_ahead(self, post):
     for key, value in post.items():
@@ -342,14 +345,15 @@ def install_recorders(noise, record):
     record('returns', returns)
     return returns
 
-  O.dreamer.Dreamer._imagine_ahead = recorded_imagine_ahead
-  O.tools.lambda_return = recorded_lambda_return
+  o.dreamer.Dreamer._imagine_ahead = recorded_imagine_ahead
+  o.tools.lambda_return = recorded_lambda_return
 
 
-def record_observe(agent, record):
+def record_observe(o, agent, record):
   """Wraps this agent's RSSM.observe: records the (B, T) prior and the
   mean KL before free nats, the original's expression
   `reduce_mean(kl_divergence(get_dist(post), get_dist(prior)))`."""
+  tf, tfd = o.tf, o.tfd
   rssm = agent._dynamics
   observe = rssm.observe
 
@@ -366,20 +370,30 @@ def record_observe(agent, record):
 
 # --- the agent ----------------------------------------------------------------
 
+class Original:
+  """The original's modules (`dreamer`, `models`, `tools`, `wrappers`, from
+  compat.load_original) with the TensorFlow (`tf`) and TFP distributions
+  (`tfd`) they run on: what the functions here work on, passed as `o`."""
+
+  def __init__(self, modules):
+    import tensorflow  # not before: the checkout is checked first
+    from tensorflow_probability import distributions
+    self.path = modules.path
+    self.dreamer, self.models = modules.dreamer, modules.models
+    self.tools, self.wrappers = modules.tools, modules.wrappers
+    self.tf, self.tfd = tensorflow, distributions
+
+
 def use(original):
-  """Imports TensorFlow and TFP and makes `original` (load_original's
-  modules) the one every function here works on."""
-  global tf, tfd, O
-  O = original
-  import tensorflow
-  from tensorflow_probability import distributions
-  tf, tfd = tensorflow, distributions
+  """The Original of `original` (compat.load_original's namespace):
+  imports TensorFlow and TFP."""
+  return Original(original)
 
 
-def make_config(overrides):
+def make_config(o, overrides):
   """The original's define_config() with `overrides` (its flag names),
   each converted to the type of its default; log_images off."""
-  config = O.dreamer.define_config()
+  config = o.dreamer.define_config()
   config.log_images = False
   for key, value in overrides.items():
     if key not in config:
@@ -405,7 +419,7 @@ def float_type(config):
   return {16: np.float16, 32: np.float32}[config.precision]
 
 
-def write_episodes(folder, batch, config):
+def write_episodes(o, folder, batch, config):
   """The batch's B sequences as episodes of length T + 1 (the loader skips
   episodes not longer than batch_length); only the constructor's first
   train step reads them."""
@@ -418,22 +432,23 @@ def write_episodes(folder, batch, config):
         value = value.astype(float_type(config))
       episode[key] = value
     episodes.append(episode)
-  O.tools.save_episodes(folder, episodes)
+  o.tools.save_episodes(folder, episodes)
 
 
-def build_agent(config, batch, action_size, folder, policy=None):
+def build_agent(o, config, batch, action_size, folder, policy=None):
   """dreamer.Dreamer(config, datadir, actspace, writer), as its main()
   builds it: precision 16 sets the mixed_float16 policy first. The
   constructor runs one train step (and update) to create every variable;
   we run it eagerly: its numbers are discarded (weights and optimizer are
   reset after), and tracing it (with its open-loop summary branch) took
   16 s of a 45 s run here, eagerly 2 s. The steps we report are traced."""
+  tf = o.tf
   if config.precision == 16:
-    O.dreamer.prec.set_policy(O.dreamer.prec.Policy('mixed_float16'))
+    o.dreamer.prec.set_policy(o.dreamer.prec.Policy('mixed_float16'))
   elif policy:
-    O.dreamer.prec.set_policy(O.dreamer.prec.Policy(policy))
-    cast_floats()
-  write_episodes(folder, batch, config)
+    o.dreamer.prec.set_policy(o.dreamer.prec.Policy(policy))
+    cast_floats(o)
+  write_episodes(o, folder, batch, config)
   if config.action_dist == 'onehot':
     actspace = types.SimpleNamespace(n=action_size)
   else:
@@ -443,24 +458,25 @@ def build_agent(config, batch, action_size, folder, policy=None):
       'ignore', message='Even though the `tf.config.experimental_run')
   tf.config.run_functions_eagerly(True)
   try:
-    return O.dreamer.Dreamer(config, pathlib.Path(folder), actspace, writer)
+    return o.dreamer.Dreamer(config, pathlib.Path(folder), actspace, writer)
   finally:
     tf.config.run_functions_eagerly(False)
 
 
-def cast_floats():
+def cast_floats(o):
   """Wraps the original's dreamer.preprocess (looked up by load_dataset
   and preprocess below at call time): float arrays of the batch are first
   cast to the policy's compute dtype, the image left to it."""
-  preprocess = O.dreamer.preprocess
+  tf = o.tf
+  preprocess = o.dreamer.preprocess
 
   def cast_then_preprocess(obs, config):
-    dtype = O.dreamer.prec.global_policy().compute_dtype
+    dtype = o.dreamer.prec.global_policy().compute_dtype
     obs = {k: tf.cast(v, dtype) if k != 'image' and v.dtype.is_floating
            else v for k, v in obs.items()}
     return preprocess(obs, config)
 
-  O.dreamer.preprocess = cast_then_preprocess
+  o.dreamer.preprocess = cast_then_preprocess
 
 
 def modules_of(agent):
@@ -525,7 +541,7 @@ def read_weights(agent):
           for v in module.variables}
 
 
-def reset_optimizers(agent):
+def reset_optimizers(o, agent):
   """Each tools.Adam to the state of a fresh one: Adam's iteration and
   moments zero, the dynamic loss scale back to 2**15 and its counter zero.
   (The constructor's train step applied one update to random weights; the
@@ -533,7 +549,7 @@ def reset_optimizers(agent):
   for attribute in OPTIMIZERS:
     scaler = getattr(agent, attribute)._opt
     for variable in scaler.inner_optimizer.variables:
-      variable.assign(tf.zeros_like(variable))
+      variable.assign(o.tf.zeros_like(variable))
     state = scaler._loss_scale
     if hasattr(state, '_current_loss_scale'):
       state._current_loss_scale.assign(scaler.initial_scale)
@@ -603,7 +619,7 @@ def param_counts(agent):
 
 # --- the step -------------------------------------------------------------------
 
-def preprocess(batch, config):
+def preprocess(o, batch, config):
   """The tensors the original's dataset yields: floats stored as
   wrappers.Collect stores them, then its own dreamer.preprocess (image
   x / 255 − 0.5 in the compute dtype, rewards clipped as configured)."""
@@ -611,8 +627,8 @@ def preprocess(batch, config):
   for key, value in batch.items():
     if np.issubdtype(value.dtype, np.floating):
       value = value.astype(float_type(config))
-    data[key] = tf.constant(value)
-  return O.dreamer.preprocess(data, config)
+    data[key] = o.tf.constant(value)
+  return o.dreamer.preprocess(data, config)
 
 
 def run_step(agent, function, data, noise, arrays, record, mode, measure):
@@ -674,8 +690,8 @@ def compute(original, overrides, weights, batch, noise, updates, policy=None,
   """Everything OUT.npz holds, as {key: array}. With `logdir`, also leaves
   an original logdir there: the episodes the agent was built from and the
   variables.pkl of the original's own save, with the request's weights."""
-  use(original)
-  config = make_config(overrides)
+  o = use(original)
+  config = make_config(o, overrides)
   stacked = batch['image'].ndim == 6
   if stacked and batch['image'].shape[0] != updates:
     raise ValueError(f'{batch["image"].shape[0]} stacked batches for '
@@ -689,31 +705,31 @@ def compute(original, overrides, weights, batch, noise, updates, policy=None,
     raise ValueError(
         f'batch {first[0]["image"].shape[:2]} but config batch_size '
         f'{config.batch_size}, batch_length {config.batch_length}')
-  streams = Noise(first[1])
-  record = Recorder()
-  install_samplers(streams)
-  install_recorders(streams, record)
+  streams = Noise(o.tf, first[1])
+  record = Recorder(o.tf)
+  install_samplers(o, streams)
+  install_recorders(o, streams, record)
   out, clock = {}, Clock()
   with tempfile.TemporaryDirectory(prefix='original-step-') as folder:
     if logdir is not None:
       folder = pathlib.Path(logdir)
       folder.mkdir(parents=True, exist_ok=True)
     agent = build_agent(
-        config, first[0], first[0]['action'].shape[-1],
+        o, config, first[0], first[0]['action'].shape[-1],
         pathlib.Path(folder) / 'episodes' if logdir else folder, policy)
     clock('build')
     load_weights(agent, weights)
-    reset_optimizers(agent)
+    reset_optimizers(o, agent)
     out['variables_pkl'] = np.array(json.dumps(pickled_order(agent, folder)))
   out['param_counts'] = np.array(json.dumps(param_counts(agent)))
-  record_observe(agent, record)
+  record_observe(o, agent, record)
   names = weight_names(agent)
   mode = types.SimpleNamespace(measure=False)
-  mode.gradients = [Gradients(getattr(agent, a), names, mode)
+  mode.gradients = [Gradients(o.tf, getattr(agent, a), names, mode)
                     for a in OPTIMIZERS]
-  body = O.dreamer.Dreamer.train.python_function
-  measure = tf.function(lambda data: body(agent, data, False))
-  out.update(run_step(agent, measure, preprocess(first[0], config),
+  body = o.dreamer.Dreamer.train.python_function
+  measure = o.tf.function(lambda data: body(agent, data, False))
+  out.update(run_step(agent, measure, preprocess(o, first[0], config),
                       streams, first[1], record, mode, True))
   out.update(record.read())
   for grads in mode.gradients:
@@ -721,14 +737,15 @@ def compute(original, overrides, weights, batch, noise, updates, policy=None,
   clock('measure')
   for k in range(updates):
     data, arrays = entry(batch, k, stacked), entry(noise, k, stacked)
-    metrics = run_step(agent, agent.train, preprocess(data, config),
+    metrics = run_step(agent, agent.train, preprocess(o, data, config),
                        streams, arrays, record, mode, False)
     out.update({f'after/{k + 1}/{n}': v for n, v in metrics.items()})
     out.update({f'after/{k + 1}/{n}': v
                 for n, v in read_weights(agent).items()})
   clock('updates')
   out['seconds'] = np.array(json.dumps(clock.seconds))
-  out['policy'] = np.array(str(tf.keras.mixed_precision.global_policy().name))
+  out['policy'] = np.array(str(
+      o.tf.keras.mixed_precision.global_policy().name))
   out['config'] = np.array(json.dumps(
       {k: v if isinstance(v, (bool, int, float)) else str(v)
        for k, v in config.items()}, sort_keys=True))
@@ -736,7 +753,8 @@ def compute(original, overrides, weights, batch, noise, updates, policy=None,
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(
+      prog='python -m harness.step', description=__doc__.split('\n')[0])
   parser.add_argument('--original', required=True,
                       help='checkout of danijar/dreamer')
   parser.add_argument('--request', required=True, help='input npz')
@@ -749,14 +767,14 @@ def main(argv=None):
   args = parser.parse_args(argv)
   start = time.time()
   try:
-    commit = original_compat.check_checkout(args.original, args.force)
+    commit = compat.check_checkout(args.original, args.force)
   except ValueError as error:
-    sys.exit(f'original_step.py: {error}')
-  original = original_compat.load_original(args.original)
+    sys.exit(f'harness.step: {error}')
+  original = compat.load_original(args.original)
   out = compute(original, *read_request(args.request), logdir=args.logdir)
   out['commit'] = np.array(commit or 'unknown (forced)')
   np.savez_compressed(args.out, **out)
-  print(f'original_step.py: wrote {args.out} ({len(out)} arrays) in '
+  print(f'harness.step: wrote {args.out} ({len(out)} arrays) in '
         f'{time.time() - start:.1f} s; phases {str(out["seconds"])}')
 
 

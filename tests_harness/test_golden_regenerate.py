@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from diff_original import AFTER_ATOL, AFTER_RTOL, WEIGHT_L2, WEIGHT_MAX
+from helpers import ROOT
+from harness.diff import AFTER_ATOL, AFTER_RTOL, WEIGHT_L2, WEIGHT_MAX
 
 COMMITTED = ROOT / 'tests' / 'reference'
 FILES = ('reference_weights.npz', 'reference_io.npz', 'train_step.npz',
@@ -102,7 +102,7 @@ def test_regenerated_file_agrees_with_the_committed(regenerated, name):
     if name == 'train_updates.npz' and '/weight/' in key:
       initial = weights[key.split('/', 3)[3]].astype(np.float64)
     elif name == 'train_updates.npz' and '/sample/' in key:
-      import reference_files
+      from harness import reference_files
       full = weights[key.split('/', 3)[3]].reshape(-1)
       initial = full[reference_files.sample_indices(full.size)].astype(
           np.float64)

@@ -1,7 +1,7 @@
 """A logdir written by the original's own code (its episodes and its
 variables.pkl) resumes and evaluates with ours, with the same weights.
 
-The original runs through original_step.py (its own process: it needs
+The original runs through harness/step.py (its own process: it needs
 tf_keras); its checkout comes from DREAMER_ORIGINAL_DIR (default
 `<repo>/../shared/original-dreamer`), and the tests skip without it.
 """
@@ -46,7 +46,7 @@ def original_logdir(checkout, tmp_path_factory):
              **{f'weights/{k}': v for k, v in weights.items()}}
   np.savez(folder / 'request.npz', **request)
   result = subprocess.run(
-      [sys.executable, str(ROOT / 'original_step.py'), '--original',
+      [sys.executable, '-m', 'harness.step', '--original',
        str(checkout), '--request', str(folder / 'request.npz'), '--out',
        str(folder / 'out.npz'), '--logdir', str(folder / 'run')],
       capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -117,5 +117,11 @@ def test_an_original_logdir_resumes_and_evaluates(original_logdir, tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   summary = json.loads((tmp_path / 'e' / 'summary.json').read_text())
   assert summary['episodes'] == 1 and summary['lengths'] == [12]
+  stored = int(np.asarray(checkpoint.read_state(source / 'variables.pkl')[0]))
+  assert stored > 0 and summary['step'] == stored  # The original's own step.
+  assert 'updates' not in summary  # The original does not record them.
+  assert f'(step {stored:,}, its update count is not recorded)' in (
+      result.stdout)
+  assert 'Evaluating on the CPU' in result.stdout
   assert {path: path.read_bytes() for path in source.rglob('*')
           if path.is_file()} == files  # The original's logdir untouched.

@@ -1,6 +1,6 @@
 """The project's golden files: what the original Dreamer computed, written
-by `python diff_original.py --original PATH --write-reference DIR` and
-read by the tests (tests/reference/ by default).
+by `python diff_original.py --original PATH --write-reference DIR` (the
+harness's diff.py) and read by the tests (tests/reference/ by default).
 
 Files (all float32 unless said; the layout is DIR/README.md's):
   reference_weights.npz   our modules' seeded initialisation, our naming
@@ -19,7 +19,7 @@ import numpy as np
 NOISE = {'obs_prior': 'eps_obs_prior', 'post': 'eps_post',
          'imag': 'eps_imag', 'actor': 'eps_actor'}
 SAMPLES = 64  # entries per variable kept for the updates before the last
-STEP = (  # what a step file keeps of original_step.py's output
+STEP = (  # what a step file keeps of harness/step.py's output
     'model_loss', 'image_loss', 'reward_loss', 'pcont_loss', 'div', 'kl',
     'actor_loss', 'value_loss', 'model_grad_norm', 'actor_grad_norm',
     'value_grad_norm', 'prior_ent', 'post_ent', 'post_mean', 'post_std',
@@ -120,10 +120,10 @@ Written by
     {command}
 
 from a checkout of danijar/dreamer recognised as commit `{commit}`
-(original_compat.check_checkout: git blob hashes of dreamer.py, models.py,
-tools.py, wrappers.py), run unchanged in its math by original_step.py and
-original_modules.py (TensorFlow 2.21, tf_keras, TFP 0.25, float32 unless
-said) on: {machine}.
+(harness/compat.py check_checkout: git blob hashes of dreamer.py,
+models.py, tools.py, wrappers.py), run unchanged in its math by
+harness/step.py and harness/modules.py (TensorFlow 2.21, tf_keras, TFP
+0.25, float32 unless said) on: {machine}.
 
 Inputs: the weights are our modules' initialisation (seed 0) at the small
 configuration: cnn_depth {cnn_depth}, stoch_size {stoch_size}, deter_size
@@ -135,7 +135,7 @@ with `discount[1, T−1] = 0`. Horizon {horizon}.
 Tolerance of ours against these (tests/test_reference_train.py): values
 `allclose(rtol 1e-4, atol 1e-5)`; gradients per variable `|d| ≤ 1e-3·|ref|
 + 1e-4·max|ref| + 1e-9`. Regenerating gives the same numbers to float32
-round-off (tests/test_golden_regenerate.py).
+round-off (tests_harness/test_golden_regenerate.py).
 
 ## reference_weights.npz
 
@@ -172,7 +172,7 @@ A, B, T, H, N), the noise `V/eps_obs_prior`, `V/eps_post` (B, T, S),
 value_loss, the three gradient norms before clipping, prior_ent, post_ent);
 intermediates (post_*, prior_mean/std, imag_feat, imag_action, imag_reward,
 imag_value, imag_pcont, returns) and `V/grad/LOSS/MODULE/LAYER/WEIGHT`.
-Noise protocol and meanings: original_step.py's docstring.
+Noise protocol and meanings: harness/step.py's docstring.
 
 ## train_updates.npz
 
@@ -183,7 +183,7 @@ before it applied); `after/K/change/NAME`: max|w_K − w_0| of each
 variable; `after/{updates}/weight/NAME`: the weights after the last update;
 `after/K/sample/NAME` for K < {updates}: {samples} entries of each variable
 at the flat indices `unique(linspace(0, size − 1, min(size, {samples})))`
-(reference_files.sample_indices), to keep the file small.
+(harness/reference_files.py sample_indices), to keep the file small.
 
 ## train_step_float16.npz
 

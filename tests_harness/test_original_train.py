@@ -1,6 +1,6 @@
-"""original_train.py: the original Dreamer's own main() on today's stack.
+"""original_train.py (harness/train.py): the original Dreamer's own main() on today's stack.
 
-(a) The environment it is served (our spawned worker, original_env.py)
+(a) The environment it is served (our spawned worker, harness/env.py)
     equals the original's own wrapper stack step for step; (b) a tiny run
     of the original ends with its logdir complete, and the same command
     with more steps resumes from it; (c) its seeding leaves the original's
@@ -22,9 +22,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
-
+# Not from helpers: this module is imported by the fresh processes below,
+# and helpers imports our `wrappers`, a name the original's modules take.
 HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
 def _env():
@@ -58,10 +59,9 @@ def compare_envs(checkout, task, action_repeat, time_limit, seed, steps):
   import functools
   import importlib.util
 
-  import original_compat
-  import original_env
   import workers
-  original_compat.install_gym_stand_in()
+  from harness import compat, env
+  compat.install_gym_stand_in()
   from dm_control import suite
   load = suite.load
   suite.load = lambda domain, name, **kwargs: load(
@@ -76,9 +76,9 @@ def compare_envs(checkout, task, action_repeat, time_limit, seed, steps):
   theirs = w.NormalizeActions(theirs)
   theirs = w.TimeLimit(theirs, time_limit / action_repeat)
   worker = workers.Async(functools.partial(
-      original_env.worker_env, task, action_repeat, time_limit, seed),
+      env.worker_env, task, action_repeat, time_limit, seed),
       timeout=120)
-  ours = original_env.GymEnv(worker)
+  ours = env.GymEnv(worker)
   assert 'tensorflow' not in sys.modules
 
   problems = []
@@ -152,8 +152,8 @@ def test_served_env_equals_the_originals_wrappers(checkout, task, time_limit):
 
 
 def test_gym_stand_in_spaces():
-  import original_compat
-  original_compat.install_gym_stand_in()
+  from harness import compat
+  compat.install_gym_stand_in()
   import gym
   box = gym.spaces.Box(-np.ones(2), np.ones(2), dtype=np.float32)
   assert box.shape == (2,) and box.low.dtype == np.float32
@@ -231,11 +231,10 @@ def distinct_latent_noise(checkout, tf_seed):
   step does, and returns how many distinct ε = (stoch − mean) / std its
   10 latent samples of the first sequence (5 priors, 5 posteriors) drew."""
   os.environ['TF_USE_LEGACY_KERAS'] = '1'
-  import original_compat
-  import original_train
-  original = original_compat.load_original(checkout)
+  from harness import compat, train
+  original = compat.load_original(checkout)
   import tensorflow as tf
-  original_train.seed_globals(3)
+  train.seed_globals(3)
   if tf_seed:
     tf.random.set_seed(3)
   rssm = original.models.RSSM(stoch=4, deter=6, hidden=6)
