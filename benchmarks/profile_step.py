@@ -115,11 +115,13 @@ def report(ops, walls, updates):
     kinds[kind(op_type)][1] += 1
   print(f'{"section":14s} {"forward ms":>11s} {"backward ms":>12s} '
         f'{"share":>6s} {"ops fwd":>8s} {"ops bwd":>8s}')
-  for label, (fwd, bwd, nf, nb) in sorted(table.items(), key=lambda kv: -sum(kv[1][:2])):
+  by_time = sorted(table.items(), key=lambda kv: -sum(kv[1][:2]))
+  for label, (fwd, bwd, nf, nb) in by_time:
     print(f'{label:14s} {fwd * 1e3:11.1f} {bwd * 1e3:12.1f} '
           f'{(fwd + bwd) / total:6.1%} {nf / updates:8.0f} {nb / updates:8.0f}')
   print(f'{"kernel":18s} {"ms":>8s} {"share":>6s} {"ops":>7s}')
-  for label, (seconds, count) in sorted(kinds.items(), key=lambda kv: -kv[1][0]):
+  for label, (seconds, count) in sorted(
+      kinds.items(), key=lambda kv: -kv[1][0]):
     print(f'{label:18s} {seconds * 1e3:8.1f} {seconds / total:6.1%} '
           f'{count / updates:7.0f}')
   small = [s for _, _, s in ops if s < 20e-6]

@@ -10,11 +10,12 @@ configs of config.py applied to both, one random batch of those shapes.
 Then the processes take turns, one update each per round, so that both see
 the same machine state (on a shared machine the load drifts); each update
 is timed in its own process. Prints each program's median, min and max,
-the ratio of the medians and the median of the per-round ratios (first
-program's seconds / each other's), the load average before and after, the
-CPU, the process CPU time per update (all threads: a steadier figure
-than wall time when other processes share the cores), and our update's GFLOP and fraction of the measured matmul peak. The
-last line is JSON {program: median seconds, 'ratio': ...}.
+the ratio of the medians and the median of the per-round ratios (each
+other program's seconds / the first's), the load average before and after,
+the CPU, the process CPU time per update (all threads: a steadier figure
+than wall time when other processes share the cores), and our update's
+GFLOP and fraction of the matmul peak measured after the rounds. The last
+line is JSON {program: median seconds, 'OTHER/FIRST': ratio}.
 
 `ours:PATH` runs our train step from another checkout (an A/B of two
 versions of the code, interleaved the same way); `PROGRAM@VAR=VALUE,...`
@@ -98,7 +99,8 @@ def _load(path):
 def serve(args):
   """Builds one program, warms it up, then times one update per 'go'."""
   if args.worker == 'original':
-    update, info = original_update(args.original, args.configs, args.action_size)
+    update, info = original_update(
+        args.original, args.configs, args.action_size)
   else:
     root = pathlib.Path(args.worker.partition(':')[2] or ROOT)
     update, info = ours_update(root, args.configs, args.action_size)
@@ -175,7 +177,8 @@ def compare(args):
       cpu_times[worker.program].append(answer['cpu'])
   stats = {}
   if args.stats and any(w.program.startswith('ours') for w in workers):
-    stats = next(w for w in workers if w.program.startswith('ours')).ask('stats')
+    ours = next(w for w in workers if w.program.startswith('ours'))
+    stats = ours.ask('stats')
   for worker in workers:
     worker.close()
   print(cpu)

@@ -39,8 +39,10 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
       outputs = tf.reshape(
           tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), matrix),
           [-1, size, size, self.filters])
+    elif self._use_phases and self.compute_dtype == 'float32':
+      return self._phases(inputs, kernel, size, height, width, fuse=True)
     elif self._use_phases:
-      return self._phases(inputs, kernel, size, height, width)
+      outputs = self._phases(inputs, kernel, size, height, width)
     else:
       outputs = keras.ops.conv_transpose(
           inputs, kernel, strides=list(self.strides), padding=self.padding,
@@ -49,7 +51,12 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
     outputs = add_bias(outputs, tf.cast(self.bias, self.compute_dtype))
     return self.activation(outputs) if self.activation else outputs
 
-  def _phases(self, inputs, kernel, size, height, width):
+  def _phases(self, inputs, kernel, size, height, width, fuse=False):
+    """The transposed convolution as four phases; with `fuse`, bias and
+    activation too, applied to the phases before they interleave (they act
+    elementwise), where the bias fuses into the convolution. Not at 16 bits:
+    there the four phases' bias gradients, cast to 16 bits one by one, can
+    overflow where their sum does not."""
     even = size + size % 2
     taps = even // 2
     kernel = tf.pad(kernel, [[0, even - size], [0, even - size], [0, 0], [0, 0]])
@@ -60,12 +67,9 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
     pad = taps - 1
     padded = tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
     phases = tf.nn.conv2d(padded, kernel, 1, 'VALID')
-    # Bias and activation act elementwise: on the phases, before they
-    # interleave, the bias fuses into the convolution and its gradient.
-    bias = tf.tile(tf.cast(self.bias, self.compute_dtype), [4])
-    phases = add_bias(phases, bias)
-    if self.activation:
-      phases = self.activation(phases)
+    if fuse:
+      phases = tf.nn.bias_add(phases, tf.tile(self.bias, [4]))
+      phases = self.activation(phases) if self.activation else phases
     outputs = tf.nn.depth_to_space(phases, 2)
     out_height, out_width = 2 * (height - 1) + size, 2 * (width - 1) + size
     if outputs.shape[1:3] == (out_height, out_width):
