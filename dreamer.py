@@ -63,9 +63,10 @@ def run(config, command='python dreamer.py', strategy=None):
           f'{", ".join(path.name for path in removed)}', flush=True)
   mark = checkpoint.logged_mark(config.logdir / checkpoint.NAME)
   if mark is not None and rewind(config.logdir, mark):
-    print(f'Moved the lines of metrics.jsonl written after the checkpoint '
-          f'(step {mark.get("step", 0):,}), a stretch the last stop lost, to '
-          f'metrics.lost.jsonl.', flush=True)
+    since = (f'the checkpoint (step {mark["step"]:,})' if mark else
+             'the start (no checkpoint was saved)')
+    print(f'Moved the lines of metrics.jsonl written after {since}, a '
+          f'stretch the last stop lost, to metrics.lost.jsonl.', flush=True)
   datadir = config.logdir / 'episodes'
   episodes, agent_steps = replay.count_episodes(datadir)
   step = tools.Counter(agent_steps * config.action_repeat)
