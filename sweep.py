@@ -21,7 +21,6 @@ a job per run; a job stopped by the scheduler (time limit, preemption,
 until the run reaches --steps.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -227,8 +226,11 @@ def status(runs, configs):
 # --- One attempt of a run ---------------------------------------------------
 
 def start_child(run, python=None):
-  """`python dreamer.py` of the run in a new process; its output appended
-  to RUN/sweep.log after a line saying when and where it started."""
+  """`python dreamer.py` of the run in a new process group; its output
+  appended to RUN/sweep.log after a line saying when and where it started.
+  It and its environment workers ignore USR2, SLURM's warning before a time
+  limit or preemption, which reaches every process of a job: submitit's
+  handler stops the run instead (SlurmRun.checkpoint)."""
   run.logdir.mkdir(parents=True, exist_ok=True)
   log = open(run.logdir / LOG_NAME, 'a', buffering=1)
   log.write(f'sweep: dreamer.py started {time.strftime("%Y-%m-%d %H:%M:%S")}'
@@ -238,15 +240,17 @@ def start_child(run, python=None):
   child = subprocess.Popen(
       [python or sys.executable, str(ROOT / 'dreamer.py')] + run.argv,
       stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-      preexec_fn=_ignore_usr2)
+      preexec_fn=_prepare_child)
   log.close()
   return child
 
 
-def _ignore_usr2():
-  """SLURM's warning signal (submitit's USR2) reaches every process of the
-  job; dreamer.py and its environment workers ignore it, and submitit's
-  handler stops the run with SIGTERM (SlurmRun.checkpoint)."""
+def _prepare_child():
+  """In the child before it starts. Its own process group keeps a
+  terminal's Ctrl-C to the sweep, which stops each run with one SIGTERM (a
+  second signal could stop it mid-update). SIGTERM stays as it is: the
+  multiprocessing pools of dreamer.py end their workers with it."""
+  os.setpgrp()
   signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
@@ -324,12 +328,17 @@ def run_local(runs, parallel):
 class SlurmRun:
   """The function of a run's SLURM job (a submitit Checkpointable).
 
-  Runs dreamer.py for the run until it exits. Finished only when the
-  episodes on disk reach `steps`: a run stopped short by the scheduler's
-  signal (it saves its checkpoint and exits 0) is not finished, so the
-  function waits for submitit's USR2 (which calls `checkpoint`, then
-  requeues the job); without one within STOP_GRACE seconds it raises. A
-  run exiting with an error raises with its last error line.
+  Runs dreamer.py for the run until it exits. The scheduler's SIGTERM
+  (requeue, scancel, the end of a time limit) reaches dreamer.py and its
+  environment workers; submitit's USR2 (a preemption or the time limit's
+  warning) becomes a SIGTERM to dreamer.py (`checkpoint`). Either way it
+  saves its checkpoint and exits (with 1 if a worker died of the signal
+  first, which counts as a stop here). Finished only when the episodes on
+  disk reach `steps`: a run stopped short is not finished, so the function
+  waits for submitit's USR2 (which calls `checkpoint`, then requeues the
+  job) or for SLURM to end the job; after STOP_GRACE seconds without either
+  it raises. A run exiting with an error it was not asked for raises with
+  its last error line.
   """
 
   def __init__(self, run, steps, action_repeat, python):
@@ -346,8 +355,6 @@ class SlurmRun:
     while self._child.poll() is None:  # Not wait(): `checkpoint` waits too.
       time.sleep(0.5)
     step = steps_done(self.run.logdir, self.action_repeat)
-    # The scheduler's SIGTERM reaches every process of the job, the
-    # environment workers too: dreamer.py then saves and may exit 1.
     error = record_exit(self.run, self._child.returncode,
                         stopped=self._signalled or step < self.steps,
                         any_code=self._signalled)
@@ -370,6 +377,12 @@ class SlurmRun:
       if job and slurm_state(job) not in ('RUNNING', None):
         raise SystemExit(0)
 
+  def _stop_child(self):
+    """SIGTERM to dreamer.py: it stops after the current update or step and
+    saves (SIGTERM, unlike a second SIGINT, never stops it mid-update)."""
+    if self._child and self._child.poll() is None:
+      self._child.send_signal(signal.SIGTERM)
+
   def _chain_sigterm(self):
     """Notes a SIGTERM, then hands it to submitit's handler."""
     previous = signal.getsignal(signal.SIGTERM)
@@ -382,12 +395,12 @@ class SlurmRun:
     signal.signal(signal.SIGTERM, handler)
 
   def checkpoint(self, *args, **kwargs):
-    """On the scheduler's signal: stops dreamer.py (it saves its
-    checkpoint) and returns this function, to run again after requeue."""
+    """On submitit's USR2: stops dreamer.py (it saves its checkpoint) and
+    returns this function, to run again after the requeue."""
     import submitit
     child = self._child
     if child is not None and child.poll() is None:
-      child.send_signal(signal.SIGTERM)
+      self._stop_child()
       try:
         child.wait(timeout=80)
       except subprocess.TimeoutExpired:
