@@ -179,63 +179,88 @@ def array_jobs(logdir):
           for run in [(TASKS[0], 0), (TASKS[1], 0)]}
 
 
+def trained_past_evaluation(run):
+  """A checkpoint, and an episode finished after the last evaluation."""
+  if not (run / 'checkpoint.npz').exists():
+    return False
+  steps = metric_steps(run)
+  return 'test/return' in steps and max(steps['train/return']) > max(
+      steps['test/return'])
+
+
+def resume_times(runs, signalled):
+  """For each run, the seconds from its `signalled` time to its job's
+  restart, to its checkpoint loaded, and to the first checkpoint the
+  resumed run writes (after its first burst of updates)."""
+  mtimes = [(run / 'checkpoint.npz').stat().st_mtime for run in runs]
+  times = [[None] * 3 for _ in runs]
+
+  def events(index):
+    text = (runs[index] / 'sweep.log').read_text()
+    after = text.split('sweep: dreamer.py started')[2:]
+    saved = (runs[index] / 'checkpoint.npz').stat().st_mtime > mtimes[index]
+    return (bool(after), bool(after) and 'Load checkpoint.' in after[0],
+            bool(after) and saved)
+
+  def all_seen():
+    now = time.time()
+    for index, seen in enumerate(times):
+      for event, happened in enumerate(events(index)):
+        if happened and seen[event] is None:
+          seen[event] = now - signalled[index]
+    return all(None not in seen for seen in times)
+
+  wait_for(all_seen, 400, 'the requeued runs to train again')
+  return times
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which('sbatch'), reason='no sbatch on PATH')
-def test_slurm_sweep_requeued_run_resumes(tmp_path):
-  """2 tiny runs as a job array; the first is requeued (`scontrol
-  requeue`) while it trains, after its checkpoint and an episode past its
-  last evaluation: it resumes from the checkpoint to its last step, with no
-  step of a metric twice; --status says done for both."""
+def test_slurm_sweep_requeued_runs_resume(tmp_path):
+  """2 tiny runs as a job array, each stopped while it trains: the first
+  requeued by `scontrol requeue` (SIGTERM to the job), the second warned
+  as the scheduler does before a time limit or preemption (USR2 to the
+  job's step: submitit calls SlurmRun.checkpoint and requeues). Both resume
+  from their checkpoints to their last step, no metric at a step twice;
+  --status says done; the same command then starts nothing."""
   problem = slurm_ready()
   assert problem is None, problem
   logdir = tmp_path / 'sweep'
   slurm = ['--launcher', 'slurm', '--cpus', '1', '--mem', '2', '--time',
            '20']
-  submitted = sweep_run(command(logdir, *slurm, seeds=(0,), steps=240))
+  args = dict(seeds=(0,), steps=240)
+  submitted = sweep_run(command(logdir, *slurm, **args))
   assert submitted.returncode == 0, submitted.stdout + submitted.stderr
   jobs = array_jobs(logdir)
-  run = logdir / TASKS[0] / '0'
-
-  def trained_past_evaluation():
-    """An episode finished after the last evaluation: a resume then starts
-    past it (resuming right after an evaluation repeats it at its step)."""
-    if not (run / 'checkpoint.npz').exists():
-      return False
-    steps = metric_steps(run)
-    return 'test/return' in steps and max(steps['train/return']) > max(
-        steps['test/return'])
-
-  wait_for(lambda: (run / 'checkpoint.npz').exists(), 400, 'a checkpoint')
-  runs, _ = status(logdir, seeds=(0,), steps=240)
-  assert runs[TASKS[0], 0][1] == 'running'
-  wait_for(trained_past_evaluation, 400, 'the run to train')
-  signalled = time.time()
-  subprocess.run(['scontrol', 'requeue', jobs[TASKS[0], 0]], check=True)
-  log = run / 'sweep.log'
-  after = lambda: log.read_text().split('sweep: dreamer.py started')[2:]
-  wait_for(after, 300, 'the requeued job to start')
-  restarted = time.time() - signalled
-  wait_for(lambda: 'Load checkpoint.' in after()[0], 120, 'the checkpoint')
-  loaded = time.time() - signalled
-  mtime = (run / 'checkpoint.npz').stat().st_mtime
-  wait_for(lambda: (run / 'checkpoint.npz').stat().st_mtime > mtime, 120,
-           'the resumed run\'s first burst')
-  trained = time.time() - signalled
-  print(f'requeue: {restarted:.1f} s to the restart, {loaded:.1f} s to the '
-        f'checkpoint loaded, {trained:.1f} s to its first burst saved')
-
-  wait_for(lambda: all(
-      state == 'done' for _, state in status(
-          logdir, seeds=(0,), steps=240)[0].values()), 400, 'both runs done')
-  runs, total = status(logdir, seeds=(0,), steps=240)
+  runs = [logdir / task / '0' for task in TASKS]
+  wait_for(lambda: (runs[0] / 'checkpoint.npz').exists(), 400, 'a checkpoint')
+  states, _ = status(logdir, **args)
+  assert states[TASKS[0], 0][1] == 'running'
+  stops = (['scontrol', 'requeue'], ['scancel', '--signal=USR2'])
+  times = []
+  for run, task, stop in zip(runs, TASKS, stops):
+    wait_for(lambda: trained_past_evaluation(run), 400, f'{task} to train')
+    subprocess.run(stop + [jobs[task, 0]], check=True)
+    times.append(time.time())
+  for task, seconds in zip(TASKS, resume_times(runs, times)):
+    print(f'{task}: ' + ', '.join(f'{value:.1f} s' for value in seconds),
+          '(restart, checkpoint loaded, first burst saved)')
+  wait_for(lambda: {s for _, s in status(logdir, **args)[0].values()} == {
+      'done'}, 400, 'both runs done')
+  states, total = status(logdir, **args)
   assert total == '2 runs: 480 environment steps done, 0 left'
-  text = log.read_text()
-  assert text.count('sweep: dreamer.py started') == 2
-  assert 'SLURM_RESTART_COUNT=1' in text
-  assert_no_step_twice(run)
-  steps = metric_steps(run)
-  assert max(steps['train/return']) >= 240
-  again = sweep_run(command(logdir, *slurm, seeds=(0,), steps=240))
+  for run in runs:
+    text = (run / 'sweep.log').read_text()
+    assert text.count('sweep: dreamer.py started') == 2
+    assert 'SLURM_RESTART_COUNT=1' in text
+    first, second = text.split('sweep: dreamer.py started')[1:]
+    # SLURM's SIGTERM reaches the environment workers too: the run saves
+    # either way, with 'Stopped' or with the error of a worker that died.
+    assert re.search('the checkpoint are saved|The checkpoint is saved', first)
+    assert 'Load checkpoint.' in second
+    assert_no_step_twice(run)
+    assert max(metric_steps(run)['train/return']) >= 240
+  again = sweep_run(command(logdir, *slurm, **args))
   assert 'nothing to start' in again.stdout
 
 
