@@ -233,9 +233,10 @@ def start_child(run, python=None):
   handler stops the run instead (SlurmRun.checkpoint)."""
   run.logdir.mkdir(parents=True, exist_ok=True)
   log = open(run.logdir / LOG_NAME, 'a', buffering=1)
+  restarts = os.environ.get('SLURM_RESTART_COUNT')
   log.write(f'sweep: dreamer.py started {time.strftime("%Y-%m-%d %H:%M:%S")}'
-            f' on {os.uname().nodename}, SLURM_RESTART_COUNT='
-            f'{os.environ.get("SLURM_RESTART_COUNT", "-")}\n')
+            f' on {os.uname().nodename}' + (
+                f', SLURM_RESTART_COUNT={restarts}' if restarts else '') + '\n')
   env = dict(os.environ, PYTHONUNBUFFERED='1')
   child = subprocess.Popen(
       [python or sys.executable, str(ROOT / 'dreamer.py')] + run.argv,
