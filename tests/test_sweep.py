@@ -188,15 +188,17 @@ def resume_times(runs, signalled):
   """For each run, the seconds from its `signalled` time to its job's
   restart, to its checkpoint loaded, and to the first checkpoint the
   resumed run writes (after its first burst of updates)."""
-  mtimes = [(run / 'checkpoint.npz').stat().st_mtime for run in runs]
+  loaded_mtime = [None] * len(runs)  # The checkpoint's when it was loaded.
   times = [[None] * 3 for _ in runs]
 
   def events(index):
     text = (runs[index] / 'sweep.log').read_text()
     after = text.split('sweep: dreamer.py started')[2:]
-    saved = (runs[index] / 'checkpoint.npz').stat().st_mtime > mtimes[index]
-    return (bool(after), bool(after) and 'Load checkpoint.' in after[0],
-            bool(after) and saved)
+    loaded = bool(after) and 'Load checkpoint.' in after[0]
+    mtime = (runs[index] / 'checkpoint.npz').stat().st_mtime
+    if loaded and loaded_mtime[index] is None:
+      loaded_mtime[index] = mtime
+    return bool(after), loaded, loaded and mtime > loaded_mtime[index]
 
   def all_seen():
     now = time.time()
