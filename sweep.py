@@ -88,7 +88,8 @@ def check_flags(tasks, flags):
   """The config of every task with `flags` (dreamer.py's flags without
   --logdir, --task and --seed), or dreamer.py's one-line error (exit 2)."""
   for key in SET_BY_SWEEP:
-    if f'--{key}' in flags:
+    if any(flag == f'--{key}' or flag.startswith(f'--{key}=')
+           for flag in flags):
       fail(f'--{key} is set by the sweep for each run (pass --logdir, '
            f'--tasks and --seeds of sweep.py)')
   configs = {task: config.parse_args(
@@ -151,7 +152,8 @@ def last_return(logdir):
       record = json.loads(line)
     except ValueError:
       continue
-    if isinstance(record, dict) and 'test/return' in record:
+    if isinstance(record, dict) and isinstance(
+        record.get('test/return'), (int, float)):
       value = record['test/return']
   return value
 

@@ -107,7 +107,9 @@ start() {
   fi
   write_configs
   mkdir -p /run/mysqld
+  rm -f /run/munge/munged.pid
   runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
+  wait_for munged test -s /run/munge/munged.pid
   cp /run/munge/munged.pid "$DIR/munged.pid"
   start_mariadb
   slurmdbd
