@@ -24,6 +24,9 @@ from tools import append_whole, make_dirs, write_atomic
 METRICS = 'metrics.jsonl'
 LOST = 'metrics.lost.jsonl'  # Lines of stretches a stop lost.
 EVENTS = 'events.out.tfevents.'
+# Carried by several writes of one step by design: the original logs the
+# episode count with both the train and the test episode of a step.
+SHARED = frozenset({'episodes'})
 
 
 # --- Metrics, TensorBoard and videos -----------------------------------------
@@ -66,7 +69,11 @@ class Logger:
   logdir/metrics.jsonl under the bare names, writes TensorBoard summaries
   under the tag `prefix/name` (`name` without a prefix), prints a console
   line and saves each video as logdir/videos/{tag with / as _}-{step}.gif.
-  A name logged twice before a write keeps its last value. TensorBoard
+  A name logged twice before a write keeps its last value. A metric is
+  written once per step, also across resumes: a write whose metrics (but
+  SHARED ones) were all written at this step or later before (a test
+  episode done again after a stop) is dropped, as is a video whose GIF
+  for this step exists. TensorBoard
   events are raw Summary protos written by `EventFile`, so the tensorboard
   package is not needed.
   """
@@ -78,6 +85,7 @@ class Logger:
     self._videos = {}
     self._writer = None
     self._last_fps = None  # (step, time) of the last write with fps.
+    self._written = None  # {name: last step in metrics.jsonl}, when read.
 
   def scalar(self, name, value):
     self._scalars[name] = float(np.asarray(value))
@@ -96,21 +104,23 @@ class Logger:
       self.step = step
     if fps:
       self._add_fps()
-    scalars, videos = self._scalars, self._videos
+    scalars, videos = self._fresh(self._scalars), {
+        name: frames for name, frames in self._videos.items()
+        if not self._gif_path(tag_of(prefix, name)).exists()}
     self._scalars, self._videos = {}, {}
     if not (scalars or videos):
       return
     make_dirs(self.logdir)
     if scalars:
       self._write_jsonl(scalars)
+      self._written.update(dict.fromkeys(scalars, self.step))
       print(f'[{self.step}]', ' / '.join(
           f'{name} {value:.4g}' for name, value in scalars.items()),
           flush=True)
-    tag = (lambda name: f'{prefix}/{name}') if prefix else (lambda name: name)
-    values = [_scalar_value(tag(name), value)
+    values = [_scalar_value(tag_of(prefix, name), value)
               for name, value in scalars.items()]
     for name, frames in videos.items():
-      values.append(self._save_video(tag(name), frames))
+      values.append(self._save_video(tag_of(prefix, name), frames))
     self._write_summary(values)
 
   def close(self):
@@ -134,6 +144,18 @@ class Logger:
       self._scalars['fps'] = (self.step - last_step) / duration
     self._last_fps = (self.step, now)
 
+  def _fresh(self, scalars):
+    """`scalars`, or {} if those not SHARED were all written at this step
+    or later (one value per metric and step)."""
+    if self._written is None:
+      self._written = _last_steps(self.logdir / METRICS)
+    fresh = {name for name in scalars if name not in SHARED and (
+        self._written.get(name, -1) < self.step)}
+    return scalars if fresh else {}
+
+  def _gif_path(self, tag):
+    return self.logdir / 'videos' / f"{tag.replace('/', '_')}-{self.step}.gif"
+
   def _write_jsonl(self, scalars):
     line = json.dumps({'step': int(self.step), **scalars})
     append_whole(self.logdir / METRICS, (line + '\n').encode())
@@ -141,7 +163,7 @@ class Logger:
   def _save_video(self, tag, frames):
     """Saves the GIF file and returns its Summary value."""
     gif = encode_gif(frames)
-    path = self.logdir / 'videos' / f"{tag.replace('/', '_')}-{self.step}.gif"
+    path = self._gif_path(tag)
     make_dirs(path.parent)
     write_atomic(path, lambda file: file.write(gif))
     return _image_value(tag, frames[0].shape, gif)
@@ -153,6 +175,27 @@ class Logger:
     self._writer.write(tf.compat.v1.Event(
         wall_time=time.time(), step=int(self.step),
         summary=tf.compat.v1.Summary(value=values)))
+
+
+def tag_of(prefix, name):
+  return f'{prefix}/{name}' if prefix else name
+
+
+def _last_steps(path):
+  """{metric: the last step it has a value at} in a metrics.jsonl."""
+  last = {}
+  try:
+    lines = pathlib.Path(path).read_text().splitlines()
+  except OSError:
+    return last
+  for line in lines:
+    try:
+      row = json.loads(line)
+      for name in row:
+        last[name] = max(last.get(name, -1), int(row['step']))
+    except (ValueError, KeyError, TypeError):
+      continue  # A line a kill cut short.
+  return last
 
 
 def rewind(logdir, mark):
