@@ -338,9 +338,9 @@ class SlurmRun:
   saves its checkpoint and exits (its environment workers ignore SIGTERM;
   any exit code after the signal counts as a stop here). Finished only when
   the episodes on disk reach `steps`: a run stopped short is not finished,
-  so the function waits for submitit's USR2 (which calls `checkpoint`, then requeues the
-  job) or for SLURM to end the job; after STOP_GRACE seconds without either
-  it raises. A run exiting with an error it was not asked for raises with
+  so the function waits for submitit's USR2 (which calls `checkpoint`, then
+  requeues the job) or for SLURM to end the job; after STOP_GRACE seconds
+  without either it raises. A run exiting with an error it was not asked for raises with
   its last error line.
   """
 
