@@ -464,20 +464,19 @@ def hold_logdir(logdir, command):
   """Holds the logdir's lock (runlock) while inside. One line and exit
   code 2 if another run holds it, if it cannot be written, or if a write
   in it fails (tools.WriteError): then the line says what is kept."""
-  lock = runlock.LogdirLock(logdir)
+  held = contextlib.ExitStack()
   try:
-    lock.__enter__()
+    held.enter_context(runlock.LogdirLock(logdir))
   except runlock.LogdirLocked as error:
     fail(error)
   except OSError as error:
     fail(f'cannot write to --logdir {logdir}: {error.strerror}')
-  try:
-    yield
-  except tools.WriteError as error:
-    fail(f'{error}; {kept(logdir)}; {WHEN.get(error.errno, WHEN[0])} the '
-         f'same command resumes: {command}')
-  finally:
-    lock.__exit__(None, None, None)
+  with held:
+    try:
+      yield
+    except tools.WriteError as error:
+      fail(f'{error}; {kept(logdir)}; {WHEN.get(error.errno, WHEN[0])} the '
+           f'same command resumes: {command}')
 
 
 WHEN = {errno.ENOSPC: 'once there is room,', errno.EDQUOT: 'once there is '
