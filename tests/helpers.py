@@ -38,6 +38,16 @@ def tiny_flags(*extra):
   return [item for pair in merged.items() for item in pair]
 
 
+def user_env(**extra):
+  """The environment of a user's shell, with `extra`: without the test-only
+  write failures, and without TF_CPP_MIN_LOG_LEVEL (CI sets it), so that
+  dreamer.py keeps TensorFlow's start-up lines off stderr as it does for a
+  user and a failure's stderr is its one line."""
+  env = {key: value for key, value in os.environ.items()
+         if key not in ('TF_CPP_MIN_LOG_LEVEL', 'DREAMER_FAIL_WRITE')}
+  return dict(env, PYTHONUNBUFFERED='1', **extra)
+
+
 def run_dreamer(logdir, steps, flags=TINY_FLAGS):
   """Runs dreamer.py to `steps` in a fresh process; returns its stdout."""
   env = dict(os.environ, PYTHONUNBUFFERED='1')

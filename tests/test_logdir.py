@@ -15,7 +15,7 @@ import logger
 import replay
 import runlock
 import tools
-from helpers import ROOT, tiny_flags
+from helpers import ROOT, tiny_flags, user_env
 
 STEPS = 120
 
@@ -27,8 +27,7 @@ def dreamer_argv(logdir, steps=STEPS):
 
 def run(logdir, steps=STEPS, fail_write=None):
   """dreamer.py to `steps`, with tools.FAIL_WRITE_ENV set to `fail_write`."""
-  env = dict(os.environ, PYTHONUNBUFFERED='1')
-  env.pop(tools.FAIL_WRITE_ENV, None)
+  env = user_env()
   if fail_write:
     env[tools.FAIL_WRITE_ENV] = fail_write
   return subprocess.run(
@@ -40,7 +39,7 @@ def start(logdir, steps=STEPS):
   return subprocess.Popen(
       dreamer_argv(logdir, steps), stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-      env=dict(os.environ, PYTHONUNBUFFERED='1'))
+      env=user_env())
 
 
 def wait_for_holder(logdir, process, timeout=120):
