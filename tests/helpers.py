@@ -19,6 +19,10 @@ from wrappers import Space
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # A whole run in seconds: the tiny networks, short episodes, a short schedule.
+# Per variable, ‖float16 gradient − reference‖ ≤ F16_L2·‖reference‖ by
+# optimizer: float16 round-off (tests/test_reference_updates.py says why).
+F16_L2 = {'model': 0.15, 'actor': 1e-2, 'value': 1e-2}
+
 TINY_FLAGS = [
     '--configs', 'tiny', '--task', 'dmc_cartpole_balance', '--prefill', '60',
     '--time_limit', '40', '--eval_every', '80', '--log_every', '40',
