@@ -36,12 +36,15 @@ def exists(path):
   return any(candidate.exists() for candidate in candidates(path))
 
 
-def save_checkpoint(path, model, agent, sampler):
+def save_checkpoint(path, model, agent, sampler, logged=None):
   """Writes the checkpoint atomically; the one it replaces stays as
-  PATH.prev until the new one is complete."""
+  PATH.prev until the new one is complete. `logged()`, if given, is what
+  the logdir's logs hold now (logger.Logger.mark), kept as "logged"."""
   state = {
       'version': 3, 'model': model.get_state(), 'agent': agent.get_state(),
       'sampler': sampler.get_state()}
+  if logged:
+    state['logged'] = logged()
   data = encode(state)
 
   def write(file):
@@ -164,6 +167,24 @@ def from_original(values, shapes):
           f'that wrote it)')
     weights[name] = value.astype(np.float32)
   return weights, int(np.asarray(values[0]))
+
+
+def logged_mark(path):
+  """What the logs held when the checkpoint a resume will load was saved
+  (its "logged"): {} if there is no checkpoint, None if the newest one
+  that reads has no mark (an earlier version's or the original's). Reads
+  only the JSON inside the file."""
+  found = False
+  for candidate in candidates(path):
+    if not candidate.exists():
+      continue
+    found = True
+    try:
+      with np.load(candidate, allow_pickle=False) as npz:
+        return json.loads(str(npz[_JSON])).get('logged')
+    except Exception:  # Damaged or a pickle: load_checkpoint tells.
+      continue
+  return None if found else {}
 
 
 def candidates(path):

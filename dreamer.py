@@ -19,6 +19,7 @@ workers never load it.
 """
 
 import contextlib
+import errno
 import functools
 import json
 import shlex
@@ -32,6 +33,7 @@ import numpy as np
 import checkpoint
 import devices
 import replay
+import runlock
 import tools
 import workers
 import wrappers
@@ -39,7 +41,7 @@ from config import (
     CHOICES, check_logdir, config_dict, describe_config, fail, parse_args,
     saved_config)
 from driver import Driver
-from logger import Logger, Progress
+from logger import Logger, Progress, rewind
 
 ENV_TIMEOUT = 300  # Seconds an environment worker may take to answer.
 NONFINITE_LIMIT = 100  # Skipped updates in a row that stop the run.
@@ -52,12 +54,20 @@ def run(config, command='python dreamer.py', strategy=None):
 
   SIGINT and SIGTERM stop it at the next update or environment step, with
   the checkpoint saved (0); a failed environment worker saves and returns
-  1; persistently non-finite gradients return 1 keeping the checkpoint.
+  1; persistently non-finite gradients return 1 keeping the checkpoint; a
+  write that fails (tools.WriteError) stops it unsaved and is raised. The
+  logs are first taken back to the checkpoint it resumes from (rewind).
   """
   removed = tools.remove_temporary_files(config.logdir)
   if removed:
     print(f'Removed {len(removed)} unfinished files of a killed run: '
           f'{", ".join(path.name for path in removed)}', flush=True)
+  mark = checkpoint.logged_mark(config.logdir / checkpoint.NAME)
+  if mark is not None and rewind(config.logdir, mark):
+    since = (f'the checkpoint (step {mark["step"]:,})' if mark else
+             'the start (no checkpoint was saved)')
+    print(f'Moved the lines of metrics.jsonl written after {since}, a '
+          f'stretch the last stop lost, to metrics.lost.jsonl.', flush=True)
   datadir = config.logdir / 'episodes'
   episodes, agent_steps = replay.count_episodes(datadir)
   step = tools.Counter(agent_steps * config.action_repeat)
@@ -143,9 +153,10 @@ def build(config, strategy, env, logger, step, progress, rng):
       across=wrappers.check_task(config.task)[0] == 'gym')
   progress.replay = sampler.memory
   path = config.logdir / checkpoint.NAME
-  agent = Agent(config, model, replay.batches(sampler, config.batch_size),
-                logger, step, progress, rng, save=lambda agent: (
-                    checkpoint.save_checkpoint(path, model, agent, sampler)))
+  agent = Agent(
+      config, model, replay.batches(sampler, config.batch_size), logger, step,
+      progress, rng, save=lambda agent: checkpoint.save_checkpoint(
+          path, model, agent, sampler, logged=lambda: logger.mark(step.value)))
   if checkpoint.exists(path):
     print('Load checkpoint.', flush=True)
     checkpoint.load_checkpoint(path, model, agent, sampler)
@@ -439,6 +450,53 @@ def _request_stop(signum, frame):
 def main(argv=None):
   onednn = devices.choose_onednn()
   config = parse_args(argv)
+  with hold_logdir(config.logdir, resume_command(argv)):
+    return start(config, onednn, argv)
+
+
+def resume_command(argv):
+  return ' '.join(['python dreamer.py'] + [shlex.quote(arg) for arg in (
+      sys.argv[1:] if argv is None else argv)])
+
+
+@contextlib.contextmanager
+def hold_logdir(logdir, command):
+  """Holds the logdir's lock (runlock) while inside. One line and exit
+  code 2 if another run holds it, if it cannot be written, or if a write
+  in it fails (tools.WriteError): then the line says what is kept."""
+  held = contextlib.ExitStack()
+  try:
+    held.enter_context(runlock.LogdirLock(logdir))
+  except runlock.LogdirLocked as error:
+    fail(error)
+  except OSError as error:
+    fail(f'cannot write to --logdir {logdir}: {error.strerror}')
+  with held:
+    try:
+      yield
+    except tools.WriteError as error:
+      fail(f'{error}; {kept(logdir)}; {WHEN.get(error.errno, WHEN[0])} the '
+           f'same command resumes: {command}')
+
+
+WHEN = {errno.ENOSPC: 'once there is room,', errno.EDQUOT: 'once there is '
+        'room in the quota,', errno.ENOENT: 'once the folder is back,',
+        0: 'once the logdir is writable again,'}
+
+
+def kept(logdir):
+  """What a stopped run's logdir holds: its checkpoint's step, episodes."""
+  mark = checkpoint.logged_mark(logdir / checkpoint.NAME)
+  saved = ('no checkpoint yet' if mark == {} else
+           'the last complete checkpoint' if mark is None else
+           f'the last complete checkpoint (step {mark["step"]:,})')
+  episodes, _ = replay.count_episodes(logdir / 'episodes')
+  return (f'kept: {saved} and the {episodes} complete episodes on disk, '
+          f'no partial file')
+
+
+def start(config, onednn, argv):
+  """The run, in a logdir this process holds."""
   try:
     wrappers.check_task(config.task, known=True, config=config)
     check_logdir(config, saved_config(config.logdir))
@@ -453,10 +511,7 @@ def main(argv=None):
   print(onednn)
   if note:
     print(note)
-  command = ' '.join(
-      ['python dreamer.py'] + [shlex.quote(arg) for arg in (
-          sys.argv[1:] if argv is None else argv)])
-  return run(config, command, strategy)
+  return run(config, resume_command(argv), strategy)
 
 
 if __name__ == '__main__':

@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from wrappers import Space, _image_space
+from wrappers import Space, image_space, state_space
 
 # Observation keys of our own, which a Dict observation's keys must avoid.
 RESERVED = ('image', 'action', 'reward', 'discount', 'is_first')
@@ -157,12 +157,9 @@ class GymEnv:
   def obs_space(self):
     spaces = {}
     for key, box in self._boxes.items():
-      shape = tuple(box.shape) or (1,)
-      spaces[key] = Space(
-          shape, np.dtype(np.float32), np.full(shape, -np.inf, np.float32),
-          np.full(shape, np.inf, np.float32))
+      spaces[key] = state_space(box.shape)
     if self._image:
-      spaces['image'] = _image_space(self._size)
+      spaces['image'] = image_space(self._size)
     return spaces
 
   @property

@@ -1,18 +1,32 @@
 """What a run writes for its reader: metrics.jsonl, TensorBoard events,
 GIFs, and the progress line on the console.
 
-Imports TensorFlow only to write TensorBoard events.
+Every write is whole or not at all and fails with tools.WriteError (see
+tools.py). `Logger.mark()` and `rewind()` keep one value per step across a
+resume: the checkpoint holds the mark, and the next run rewinds the logdir
+to it before it writes. Imports TensorFlow only to build the protos of
+TensorBoard events.
 """
 
 import collections
 import json
+import os
 import pathlib
 import re
+import socket
+import struct
 import time
 
 import numpy as np
 
-from tools import write_atomic
+from tools import append_whole, make_dirs, write_atomic
+
+METRICS = 'metrics.jsonl'
+LOST = 'metrics.lost.jsonl'  # Lines of stretches a stop lost.
+EVENTS = 'events.out.tfevents.'
+# Carried by several writes of one step by design: the original logs the
+# episode count with both the train and the test episode of a step.
+SHARED = frozenset({'episodes'})
 
 
 # --- Metrics, TensorBoard and videos -----------------------------------------
@@ -55,8 +69,13 @@ class Logger:
   logdir/metrics.jsonl under the bare names, writes TensorBoard summaries
   under the tag `prefix/name` (`name` without a prefix), prints a console
   line and saves each video as logdir/videos/{tag with / as _}-{step}.gif.
-  A name logged twice before a write keeps its last value. TensorBoard
-  events are raw Summary protos, so the tensorboard package is not needed.
+  A name logged twice before a write keeps its last value. A metric is
+  written once per step, also across resumes: a write whose metrics (but
+  SHARED ones) were all written at this step or later before (a test
+  episode done again after a stop) is dropped, as is a video whose GIF
+  for this step exists. TensorBoard
+  events are raw Summary protos written by `EventFile`, so the tensorboard
+  package is not needed.
   """
 
   def __init__(self, logdir, step=0):
@@ -66,6 +85,7 @@ class Logger:
     self._videos = {}
     self._writer = None
     self._last_fps = None  # (step, time) of the last write with fps.
+    self._written = None  # {name: last step in metrics.jsonl}, when read.
 
   def scalar(self, name, value):
     self._scalars[name] = float(np.asarray(value))
@@ -84,27 +104,37 @@ class Logger:
       self.step = step
     if fps:
       self._add_fps()
-    scalars, videos = self._scalars, self._videos
+    scalars, videos = self._fresh(self._scalars), {
+        name: frames for name, frames in self._videos.items()
+        if not self._gif_path(tag_of(prefix, name)).exists()}
     self._scalars, self._videos = {}, {}
     if not (scalars or videos):
       return
-    self.logdir.mkdir(parents=True, exist_ok=True)
+    make_dirs(self.logdir)
     if scalars:
       self._write_jsonl(scalars)
+      self._written.update(dict.fromkeys(scalars, self.step))
       print(f'[{self.step}]', ' / '.join(
           f'{name} {value:.4g}' for name, value in scalars.items()),
           flush=True)
-    tag = (lambda name: f'{prefix}/{name}') if prefix else (lambda name: name)
-    values = [_scalar_value(tag(name), value)
+    values = [_scalar_value(tag_of(prefix, name), value)
               for name, value in scalars.items()]
     for name, frames in videos.items():
-      values.append(self._save_video(tag(name), frames))
+      values.append(self._save_video(tag_of(prefix, name), frames))
     self._write_summary(values)
 
   def close(self):
-    if self._writer is not None:
-      self._writer.close()
-      self._writer = None
+    self._writer = None
+
+  def mark(self, step):
+    """What the logdir holds now, for the checkpoint: {"step": step,
+    "files": {name: size}} of metrics.jsonl and the events files."""
+    files = {}
+    if self.logdir.is_dir():
+      for path in self.logdir.iterdir():
+        if path.name == METRICS or path.name.startswith(EVENTS):
+          files[path.name] = path.stat().st_size
+    return {'step': int(step), 'files': files}
 
   def _add_fps(self):
     now = time.time()
@@ -114,29 +144,130 @@ class Logger:
       self._scalars['fps'] = (self.step - last_step) / duration
     self._last_fps = (self.step, now)
 
+  def _fresh(self, scalars):
+    """`scalars`, or {} if those not SHARED were all written at this step
+    or later (one value per metric and step)."""
+    if self._written is None:
+      self._written = _last_steps(self.logdir / METRICS)
+    fresh = {name for name in scalars if name not in SHARED and (
+        self._written.get(name, -1) < self.step)}
+    return scalars if fresh else {}
+
+  def _gif_path(self, tag):
+    return self.logdir / 'videos' / f"{tag.replace('/', '_')}-{self.step}.gif"
+
   def _write_jsonl(self, scalars):
     line = json.dumps({'step': int(self.step), **scalars})
-    with open(self.logdir / 'metrics.jsonl', 'a') as file:
-      file.write(line + '\n')
-      file.flush()
+    append_whole(self.logdir / METRICS, (line + '\n').encode())
 
   def _save_video(self, tag, frames):
     """Saves the GIF file and returns its Summary value."""
     gif = encode_gif(frames)
-    path = self.logdir / 'videos' / f"{tag.replace('/', '_')}-{self.step}.gif"
-    path.parent.mkdir(exist_ok=True)
+    path = self._gif_path(tag)
+    make_dirs(path.parent)
     write_atomic(path, lambda file: file.write(gif))
     return _image_value(tag, frames[0].shape, gif)
 
   def _write_summary(self, values):
     import tensorflow as tf
     if self._writer is None:
-      self._writer = tf.summary.create_file_writer(str(self.logdir))
-    summary = tf.compat.v1.Summary(value=values)
-    with self._writer.as_default():
-      tf.summary.experimental.write_raw_pb(
-          summary.SerializeToString(), int(self.step))
-    self._writer.flush()
+      self._writer = EventFile(self.logdir)
+    self._writer.write(tf.compat.v1.Event(
+        wall_time=time.time(), step=int(self.step),
+        summary=tf.compat.v1.Summary(value=values)))
+
+
+def tag_of(prefix, name):
+  return f'{prefix}/{name}' if prefix else name
+
+
+def _last_steps(path):
+  """{metric: the last step it has a value at} in a metrics.jsonl."""
+  last = {}
+  try:
+    lines = pathlib.Path(path).read_text().splitlines()
+  except OSError:
+    return last
+  for line in lines:
+    try:
+      row = json.loads(line)
+      for name in row:
+        last[name] = max(last.get(name, -1), int(row['step']))
+    except (ValueError, KeyError, TypeError):
+      continue  # A line a kill cut short.
+  return last
+
+
+def rewind(logdir, mark):
+  """Takes `logdir` back to `mark` (Logger.mark, from the checkpoint a run
+  resumes from; {} when there is none): the lines of metrics.jsonl past it
+  move to metrics.lost.jsonl, events files are cut to their marked size and
+  those it does not name are deleted. Returns the number of lines moved."""
+  logdir = pathlib.Path(logdir)
+  files = mark.get('files', {})
+  if not logdir.is_dir():
+    return 0
+  for path in sorted(logdir.glob(EVENTS + '*')):
+    if path.name not in files:
+      path.unlink()
+    elif path.stat().st_size > files[path.name]:
+      os.truncate(path, files[path.name])
+  path = logdir / METRICS
+  size = files.get(METRICS, 0)
+  if not path.exists() or path.stat().st_size <= size:
+    return 0
+  with open(path, 'rb') as file:
+    file.seek(size)
+    lost = file.read()
+  if not lost.endswith(b'\n'):
+    lost += b'\n'  # The line a kill cut short.
+  append_whole(logdir / LOST, lost)
+  os.truncate(path, size)
+  return lost.count(b'\n')
+
+
+class EventFile:
+  """A TensorBoard events file (TFRecord of Event protos) in `logdir`,
+  written record by record with tools.append_whole, so a failed write
+  leaves no partial record and raises WriteError (TensorFlow's own writer
+  drops such errors silently)."""
+
+  def __init__(self, logdir):
+    import tensorflow as tf
+    self.path = pathlib.Path(logdir) / (
+        f'{EVENTS}{int(time.time())}.{socket.gethostname()}.{os.getpid()}'
+        f'.dreamer.v2')
+    self.write(tf.compat.v1.Event(
+        wall_time=time.time(), file_version='brain.Event:2'))
+
+  def write(self, event):
+    data = event.SerializeToString()
+    length = struct.pack('<Q', len(data))
+    append_whole(self.path, b''.join([
+        length, struct.pack('<I', _masked_crc(length)), data,
+        struct.pack('<I', _masked_crc(data))]))
+
+
+def _crc32c_table():
+  table = []
+  for byte in range(256):
+    crc = byte
+    for _ in range(8):
+      crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    table.append(crc)
+  return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def _masked_crc(data):
+  """TFRecord's masked CRC-32C of `data` (about 10 MB/s in Python)."""
+  crc, table = 0xFFFFFFFF, _CRC_TABLE
+  for byte in data:
+    crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+  crc ^= 0xFFFFFFFF
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def _scalar_value(tag, value):

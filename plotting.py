@@ -14,6 +14,11 @@ methods (`--baselines`) as dashed lines.
 `--format evaluations` one row per evaluation of each run (EVAL_HEADER);
 `--format runs` one row per run (RUN_HEADER): how far it got, when its
 actor left the saturated phase, and its speed.
+`--sweep DIR` reads the runs of a sweep.py folder (DIR/TASK/SEED);
+`--format table` writes each task's mean and spread over its runs at the
+paper's evaluation steps beside the paper's, and the IQM over tasks with
+its bootstrap interval, as CSV (--output) and markdown (.md beside it):
+see aggregate.py.
 """
 
 import argparse
@@ -462,9 +467,13 @@ def make_parser():
   parser = argparse.ArgumentParser(
       prog='plotting.py', description=__doc__.split('\n\n')[0],
       epilog=BINNING, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument(
-      '--logdirs', nargs='+', required=True, metavar='RUN',
+  runs = parser.add_mutually_exclusive_group(required=True)
+  runs.add_argument(
+      '--logdirs', nargs='+', metavar='RUN',
       help='run folders holding metrics.jsonl')
+  runs.add_argument(
+      '--sweep', metavar='DIR',
+      help='a sweep.py folder: its runs DIR/TASK/SEED holding metrics.jsonl')
   parser.add_argument(
       '--reference', required=True, metavar='PATH',
       help="the original's scores: a JSON list of "
@@ -476,7 +485,7 @@ def make_parser():
   parser.add_argument(
       '--output', required=True, metavar='PATH', help='the file to write')
   parser.add_argument(
-      '--format', choices=('png', 'csv', 'evaluations', 'runs'),
+      '--format', choices=('png', 'csv', 'evaluations', 'runs', 'table'),
       default='png',
       help='what to write (not taken from the suffix of --output); '
            'default png')
@@ -498,6 +507,10 @@ def make_parser():
       help='leave out every point (ours and the reference) after this many '
            'environment steps, to compare short runs; a figure ends its '
            'step axis there and draws each reference line up to that edge')
+  parser.add_argument(
+      '--at', nargs='+', type=positive_int, metavar='STEP',
+      help='--format table: the steps of its rows (default: the paper\'s '
+           'evaluation steps our runs reached, else their last step)')
   parser.add_argument(
       '--tasks', nargs='+', metavar='TASK',
       help='task of each logdir, or one for all, instead of config.json or '
@@ -545,6 +558,15 @@ def read_runs(logdirs, labels, tasks):
   return runs, total, skipped
 
 
+def sweep_runs(folder, parser):
+  """The run folders DIR/TASK/SEED of a sweep that hold metrics.jsonl."""
+  found = sorted(str(path.parent) for path in pathlib.Path(folder).glob(
+      '*/*/metrics.jsonl'))
+  if not found:
+    parser.error(f'no runs with metrics.jsonl in {folder}/TASK/SEED')
+  return found
+
+
 def until(runs, reference, last, keep_next=False):
   """`runs` and `reference` without the points after step `last`; with
   `keep_next`, each reference run keeps its first point after `last`, so a
@@ -564,6 +586,8 @@ def until(runs, reference, last, keep_next=False):
 def main(argv=None):
   parser = make_parser()
   args = parser.parse_args(argv)
+  if args.sweep:
+    args.logdirs = sweep_runs(args.sweep, parser)
   given = len(args.logdirs)
   labels = per_logdir(args.label or ['ours'], given, '--label', parser)
   tasks = per_logdir(args.tasks or [None], given, '--tasks', parser)
@@ -585,6 +609,10 @@ def main(argv=None):
       write_evaluations(args.logdirs, labels, tasks, args.output)
     elif args.format == 'runs':
       write_runs(args.logdirs, labels, tasks, args.output)
+    elif args.format == 'table':
+      import aggregate
+      markdown = aggregate.write_table(runs, reference, args.output, args.at)
+      print(f'wrote the markdown table to {markdown}')
     else:
       draw(panels, baselines, last=args.max_step).savefig(
           args.output, format='png')

@@ -1,11 +1,12 @@
 """Small helpers: the λ-return and the scan it runs on, schedules, the step
-counter and atomic file writes.
+counter and the run's file writes (whole or not at all, one error).
 
 TensorFlow is imported by the functions that need it, so that modules
 without TensorFlow (replay, logging, environment workers) can import this
 one.
 """
 
+import errno
 import os
 import pathlib
 
@@ -178,21 +179,114 @@ def previous_path(path):
   return path.with_name(path.name + '.prev')
 
 
+# Why a write fails that a user can fix: full disk, quota, read-only or
+# unwritable or vanished logdir. Other errors are bugs and stay tracebacks.
+WRITE_ERRNOS = frozenset({
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.ENOENT})
+# Test-only: 'ERRNO:GLOB[:N]' makes the writes to files whose name matches
+# GLOB fail with ERRNO after the first N of them (default 0), as a full disk
+# would, in the middle of the write.
+FAIL_WRITE_ENV = 'DREAMER_FAIL_WRITE'
+_write_counts = {}
+
+
+class WriteError(OSError):
+  """A file could not be written for a reason in WRITE_ERRNOS; nothing of
+  the failed write is left on disk. str(): 'cannot write PATH: REASON'."""
+
+  def __init__(self, path, error):
+    super().__init__(error.errno, error.strerror, str(path))
+    self.path = pathlib.Path(path)
+
+  def __str__(self):
+    code = errno.errorcode.get(self.errno, self.errno)
+    return f'cannot write {self.path}: {self.strerror} ({code})'
+
+
+def _injected_failure(path):
+  """Raises the OSError that FAIL_WRITE_ENV asks for at `path`, if any."""
+  spec = os.environ.get(FAIL_WRITE_ENV)
+  if not spec:
+    return
+  code, pattern, *after = spec.split(':')
+  if not pathlib.PurePath(path.name).match(pattern):
+    return
+  _write_counts[spec] = _write_counts.get(spec, 0) + 1
+  if _write_counts[spec] > int(after[0] if after else 0):
+    number = getattr(errno, code)
+    raise OSError(number, os.strerror(number), str(path))
+
+
+def _fixable(error):
+  """Whether `error` is a write failure a user can fix (WRITE_ERRNOS) that
+  is not a WriteError yet."""
+  return isinstance(error, OSError) and not isinstance(
+      error, WriteError) and error.errno in WRITE_ERRNOS
+
+
+def make_dirs(path):
+  """mkdir -p `path`; WriteError for a reason in WRITE_ERRNOS."""
+  try:
+    pathlib.Path(path).mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    if _fixable(error):
+      raise WriteError(path, error) from error
+    raise
+
+
 def write_atomic(path, write, keep_previous=False):
   """Calls `write(file)` on a temporary file, then renames it to `path`;
-  with `keep_previous`, a file already at `path` stays as PATH.prev."""
+  with `keep_previous`, a file already at `path` stays as PATH.prev. On
+  any failure the temporary file is removed, and a reason in WRITE_ERRNOS
+  is raised as WriteError."""
+  path = pathlib.Path(path)
   temp = path.with_name(f'.{path.name}.tmp')
   try:
     with open(temp, 'wb') as file:
       write(file)
+      _injected_failure(path)
     if keep_previous and path.exists():
       previous = previous_path(path)
       previous.unlink(missing_ok=True)
       os.link(path, previous)
     os.replace(temp, path)
-  except BaseException:
-    temp.unlink(missing_ok=True)
+  except BaseException as error:
+    try:
+      temp.unlink(missing_ok=True)
+    except OSError:
+      pass  # A vanished folder: nothing is left.
+    if _fixable(error):
+      raise WriteError(path, error) from error
     raise
+
+
+def append_whole(path, data):
+  """Appends the bytes `data` to `path` (created if missing) whole or not
+  at all: a write that fails is cut off again, so the file keeps its size,
+  and a reason in WRITE_ERRNOS is raised as WriteError."""
+  path = pathlib.Path(path)
+  try:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  except OSError as error:
+    if _fixable(error):
+      raise WriteError(path, error) from error
+    raise
+  size = os.fstat(fd).st_size
+  try:
+    view = memoryview(data)
+    while view:
+      view = view[os.write(fd, view):]
+    _injected_failure(path)
+  except BaseException as error:
+    try:
+      os.ftruncate(fd, size)
+    except OSError:
+      pass
+    if _fixable(error):
+      raise WriteError(path, error) from error
+    raise
+  finally:
+    os.close(fd)
 
 
 def remove_temporary_files(logdir):

@@ -236,8 +236,11 @@ def _stop_worker(conn, process):
 
 
 def _worker(ctor, conn):
-  # Ctrl-C reaches the whole process group; the parent does the closing.
+  # Ctrl-C reaches the whole process group, and a scheduler's SIGTERM every
+  # process of a job: the parent finishes its step and does the closing (a
+  # worker whose parent died ends by itself, below).
   signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
   parent = os.getppid()
   env = None
   try:

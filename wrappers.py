@@ -141,12 +141,9 @@ class DeepMindControl:
   def obs_space(self):
     spaces = {}
     for key, spec in self._env.observation_spec().items():
-      shape = tuple(spec.shape) or (1,)
-      spaces[key] = Space(
-          shape, np.dtype(np.float32), np.full(shape, -np.inf, np.float32),
-          np.full(shape, np.inf, np.float32))
+      spaces[key] = state_space(spec.shape)
     if self._image:
-      spaces['image'] = _image_space(self._size)
+      spaces['image'] = image_space(self._size)
     return spaces
 
   @property
@@ -185,7 +182,16 @@ class DeepMindControl:
     return obs
 
 
-def _image_space(size):
+def state_space(shape):
+  """An unbounded float32 array; a scalar is served with shape (1,)."""
+  shape = tuple(shape) or (1,)
+  return Space(shape, np.dtype(np.float32),
+               np.full(shape, -np.inf, np.float32),
+               np.full(shape, np.inf, np.float32))
+
+
+def image_space(size):
+  """A uint8 RGB frame of `size` (height, width)."""
   shape = tuple(size) + (3,)
   return Space(shape, np.dtype(np.uint8), np.zeros(shape, np.uint8),
                np.full(shape, 255, np.uint8))
@@ -311,7 +317,7 @@ class Atari:
 
   @property
   def obs_space(self):
-    return {'image': _image_space(self._size)}
+    return {'image': image_space(self._size)}
 
   @property
   def act_space(self):

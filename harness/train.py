@@ -132,8 +132,12 @@ def main(argv=None):
         f'{original.path}; replaced: {"; ".join(replaced)}; --seed '
         f'{config.seed} seeds Python/NumPy and the envs (train seed+i, '
         f'test seed+10000+i).', flush=True)
+  import runlock  # ours: the standard library and filelock only
   try:
-    original.dreamer.main(config)
+    with runlock.LogdirLock(config.logdir):  # One run per logdir, as ours.
+      original.dreamer.main(config)
+  except runlock.LogdirLocked as error:
+    sys.exit(f'error: {error}')
   except KeyboardInterrupt:
     print('Interrupted; the same command resumes from variables.pkl and '
           'the episodes in the logdir.', flush=True)

@@ -19,6 +19,10 @@ from wrappers import Space
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # A whole run in seconds: the tiny networks, short episodes, a short schedule.
+# Per variable, ‖float16 gradient − reference‖ ≤ F16_L2·‖reference‖ by
+# optimizer: float16 round-off (tests/test_reference_updates.py says why).
+F16_L2 = {'model': 0.15, 'actor': 1e-2, 'value': 1e-2}
+
 TINY_FLAGS = [
     '--configs', 'tiny', '--task', 'dmc_cartpole_balance', '--prefill', '60',
     '--time_limit', '40', '--eval_every', '80', '--log_every', '40',
@@ -36,6 +40,16 @@ def tiny_flags(*extra):
   merged = dict(zip(TINY_FLAGS[::2], TINY_FLAGS[1::2]))
   merged.update(dict(zip(extra[::2], extra[1::2])))
   return [item for pair in merged.items() for item in pair]
+
+
+def user_env(**extra):
+  """The environment of a user's shell, with `extra`: without the test-only
+  write failures, and without TF_CPP_MIN_LOG_LEVEL (CI sets it), so that
+  dreamer.py keeps TensorFlow's start-up lines off stderr as it does for a
+  user and a failure's stderr is its one line."""
+  env = {key: value for key, value in os.environ.items()
+         if key not in ('TF_CPP_MIN_LOG_LEVEL', 'DREAMER_FAIL_WRITE')}
+  return dict(env, PYTHONUNBUFFERED='1', **extra)
 
 
 def run_dreamer(logdir, steps, flags=TINY_FLAGS):

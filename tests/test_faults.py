@@ -22,6 +22,7 @@ import checkpoint
 import dreamer
 import logger
 import replay
+import runlock
 import tools
 import workers
 from config import check_config, config_dict, defaults, make_config, parse_args
@@ -401,6 +402,7 @@ def test_kill_9_at_a_random_moment_then_resume(tmp_path):
   time.sleep(delay)
   process.kill()
   process.communicate()
+  assert runlock.holder(tmp_path) is None  # The lock died with it.
   output = subprocess.run(
       [sys.executable, str(ROOT / 'dreamer.py'), '--logdir', str(tmp_path),
        '--steps', '240'] + TINY_FLAGS, capture_output=True, text=True,

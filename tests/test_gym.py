@@ -16,7 +16,7 @@ import pytest
 import replay
 import workers
 import wrappers
-from helpers import ROOT, last_updates, make_episode, tiny_flags
+from helpers import ROOT, last_updates, make_episode, tiny_flags, user_env
 
 GYM_FLAGS = tiny_flags('--time_limit', '60', '--prefill', '60')
 DISCRETE = ['--action_dist', 'onehot', '--expl', 'epsilon_greedy']
@@ -225,7 +225,7 @@ def test_sequences_run_across_short_episodes(tmp_path):
      'tanh_normal'),
 ])
 def test_bad_input_is_one_line(tmp_path, flags, message):
-  env = dict(os.environ, MUJOCO_GL='egl', PYTHONPATH=str(ROOT / 'tests'))
+  env = user_env(MUJOCO_GL='egl', PYTHONPATH=str(ROOT / 'tests'))
   result = subprocess.run(
       [sys.executable, str(ROOT / 'dreamer.py'), '--logdir', str(tmp_path)]
       + flags, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
@@ -236,7 +236,7 @@ def test_bad_input_is_one_line(tmp_path, flags, message):
 
 @pytest.mark.slow  # Imports TensorFlow before it fails.
 def test_environment_raising_during_the_run(tmp_path):
-  env = dict(os.environ, PYTHONPATH=str(ROOT / 'tests'))
+  env = user_env(PYTHONPATH=str(ROOT / 'tests'))
   result = subprocess.run(
       [sys.executable, str(ROOT / 'dreamer.py'), '--logdir', str(tmp_path),
        '--task', 'test_gym:make_breaking', '--obs', 'proprio'],

@@ -222,6 +222,21 @@ def test_tiny_original_run_and_resume(checkout, tmp_path):
   assert max(steps) == 160
 
 
+def test_a_logdir_in_use_is_refused(checkout, tmp_path):
+  import runlock
+  logdir = tmp_path / 'original'
+  with runlock.LogdirLock(logdir):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'original_train.py'), '--original',
+         str(checkout), '--logdir', str(logdir), *TINY, '--steps', '120'],
+        env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f'error: --logdir {logdir} is in use by another run (process '
+      f'{os.getpid()} ')
+  assert not (logdir / 'episodes').exists()
+
+
 # --- (c) the harness's seeding leaves the original's noise fresh -------------
 
 def distinct_latent_noise(checkout, tf_seed):

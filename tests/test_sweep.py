@@ -1,0 +1,278 @@
+"""sweep.py: the flags checked before anything starts, the local launcher
+end to end (a stop, a rerun that resumes and skips, --status), and the
+SLURM launcher against a real SLURM (.ci/slurm.sh starts one): a job
+requeued while it trains resumes from its checkpoint to its last step."""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import sweep
+from helpers import ROOT, tiny_flags
+
+TASKS = ['dmc_cartpole_balance', 'dmc_reacher_easy']
+FLAGS = tiny_flags()
+del FLAGS[FLAGS.index('--task'):FLAGS.index('--task') + 2]
+del FLAGS[FLAGS.index('--seed'):FLAGS.index('--seed') + 2]
+
+
+def command(logdir, *extra, tasks=TASKS, seeds=(0, 1), steps=200):
+  return ([sys.executable, str(ROOT / 'sweep.py'), '--logdir', str(logdir),
+           '--tasks', *tasks, '--seeds', *map(str, seeds),
+           '--steps', str(steps)] + FLAGS + list(extra))
+
+
+def sweep_run(args, timeout=600):
+  env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2')
+  return subprocess.run(args, capture_output=True, text=True, cwd=ROOT,
+                        env=env, timeout=timeout)
+
+
+def status(logdir, **kwargs):
+  """{(task, seed): (step, state)} and the total line of --status."""
+  result = sweep_run(command(logdir, '--status', **kwargs))
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.strip().splitlines()
+  runs = {}
+  for line in lines[:-1]:
+    match = re.match(
+        r'(\S+)\s+seed (\d+)\s+step\s+([\d,]+) of ([\d,]+)\s+return\s+\S+\s+'
+        r'(\w+)', line)
+    assert match, line
+    task, seed, step, _, state = match.groups()
+    runs[task, int(seed)] = (int(step.replace(',', '')), state)
+  return runs, lines[-1]
+
+
+def wait_for(predicate, timeout, what):
+  end = time.time() + timeout
+  while time.time() < end:
+    value = predicate()
+    if value:
+      return value
+    time.sleep(0.2)
+  raise AssertionError(f'timed out waiting for {what}')
+
+
+def metric_steps(logdir):
+  """{key: [steps]} of a run's metrics.jsonl."""
+  steps = {}
+  for line in (logdir / 'metrics.jsonl').read_text().splitlines():
+    record = json.loads(line)
+    for key in record:
+      if key != 'step':
+        steps.setdefault(key, []).append(record['step'])
+  return steps
+
+
+def assert_no_step_twice(logdir):
+  """Each metric at most once per step ('episodes' is written with both the
+  training and the test episode of a step)."""
+  for key, steps in metric_steps(logdir).items():
+    if key == 'episodes':
+      continue
+    assert steps == sorted(set(steps)), (key, steps)
+
+
+# --- Flags -------------------------------------------------------------------
+
+@pytest.mark.parametrize('extra, error', [
+    (['--bogus', '1'], 'dreamer.py: error: unrecognized arguments: --bogus'),
+    (['--steps', '-5'], 'dreamer.py: error: --steps must be at least 1'),
+    (['--seed', '3'], 'sweep.py: error: --seed is set by the sweep'),
+    (['--parallel', 'x'], 'sweep.py: error: --parallel takes'),
+])
+def test_bad_flags_are_refused_before_anything_starts(tmp_path, extra, error):
+  result = sweep_run(command(tmp_path / 'sweep', *extra, steps=100))
+  assert result.returncode == 2
+  assert result.stderr.startswith(error) and result.stderr.count('\n') == 1
+  assert not (tmp_path / 'sweep').exists()
+
+
+def test_an_unknown_task_is_refused(tmp_path):
+  result = sweep_run(command(tmp_path / 'sweep', tasks=['dmc_walker_fly']))
+  assert result.returncode == 2
+  assert 'unknown DeepMind Control task' in result.stderr
+  assert not (tmp_path / 'sweep').exists()
+
+
+def test_paper_is_the_papers_twenty_tasks(tmp_path):
+  assert len(sweep.PAPER_TASKS) == 20
+  reference = ROOT.parent / 'shared' / 'reference' / 'scores' / 'dreamer.json'
+  if reference.exists():
+    tasks = {run['task'] for run in json.loads(reference.read_text())}
+    assert tasks == set(sweep.PAPER_TASKS)
+  runs, total = status(tmp_path / 'sweep', tasks=['paper', 'dmc_walker_walk'],
+                       seeds=(0, 1, 2, 3, 4), steps=1000)
+  assert len(runs) == 100 and {s for _, s in runs.values()} == {'pending'}
+  assert total == '100 runs: 0 environment steps done, 100,000 left'
+
+
+# --- Local launcher ----------------------------------------------------------
+
+@pytest.mark.slow
+def test_local_sweep_stops_resumes_skips(tmp_path):
+  """2 tasks × 2 seeds, 2 at once: SIGTERM to the sweep once the first run
+  has a checkpoint stops both running (stopped, the others pending); the
+  same command resumes those and runs the others to their steps; again, it
+  starts nothing."""
+  logdir = tmp_path / 'sweep'
+  env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2')
+  first = subprocess.Popen(
+      command(logdir, '--parallel', '2', steps=160), cwd=ROOT, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  wait_for(lambda: (logdir / TASKS[0] / '0' / 'checkpoint.npz').exists(),
+           400, 'the first checkpoint')
+  first.send_signal(signal.SIGTERM)
+  output = first.communicate(timeout=120)[0]
+  assert first.returncode == 0, output
+  runs, _ = status(logdir, steps=160)
+  assert [runs[TASKS[0], seed][1] for seed in (0, 1)] == ['stopped'] * 2
+  assert [runs[TASKS[1], seed] for seed in (0, 1)] == [(0, 'pending')] * 2
+
+  again = sweep_run(command(logdir, '--parallel', '2', steps=160))
+  assert again.returncode == 0, again.stdout + again.stderr
+  runs, total = status(logdir, steps=160)
+  assert {state for _, state in runs.values()} == {'done'}
+  assert total == '4 runs: 640 environment steps done, 0 left'
+  first_run = (logdir / TASKS[0] / '0' / 'sweep.log').read_text()
+  assert first_run.count('sweep: dreamer.py started') == 2
+  assert 'Load checkpoint.' in first_run.split('sweep: dreamer.py started')[2]
+  for task, seed in runs:
+    assert_no_step_twice(logdir / task / str(seed))
+
+  third = sweep_run(command(logdir, '--parallel', '2', steps=160))
+  assert third.returncode == 0
+  assert 'nothing to start' in third.stdout
+  assert len(re.findall(
+      r'is done \(step \d+\): left alone', third.stdout)) == 4
+
+
+# --- SLURM launcher ----------------------------------------------------------
+
+def slurm_ready():
+  """Why SLURM cannot run the tests here, or None."""
+  if not shutil.which('sbatch'):
+    return 'no sbatch: start SLURM with `bash .ci/slurm.sh start` (root)'
+  result = subprocess.run(['sinfo', '-h', '-o', '%t'], capture_output=True,
+                          text=True)
+  if result.returncode:
+    return f'sinfo failed: {result.stderr.strip()}'
+  return None
+
+
+def array_jobs(logdir):
+  return {run: json.loads((logdir / run[0] / str(run[1]) /
+                           sweep.SLURM_NAME).read_text())['job_id']
+          for run in [(TASKS[0], 0), (TASKS[1], 0)]}
+
+
+def trained_past_evaluation(run):
+  """A checkpoint, and an episode finished after the last evaluation."""
+  if not (run / 'checkpoint.npz').exists():
+    return False
+  steps = metric_steps(run)
+  return 'test/return' in steps and max(steps['train/return']) > max(
+      steps['test/return'])
+
+
+def resume_times(runs, signalled):
+  """For each run, the seconds from its `signalled` time to its job's
+  restart, to its checkpoint loaded, and to the first checkpoint the
+  resumed run writes (after its first burst of updates)."""
+  loaded_mtime = [None] * len(runs)  # The checkpoint's when it was loaded.
+  times = [[None] * 3 for _ in runs]
+
+  def events(index):
+    text = (runs[index] / 'sweep.log').read_text()
+    after = text.split('sweep: dreamer.py started')[2:]
+    loaded = bool(after) and 'Load checkpoint.' in after[0]
+    mtime = (runs[index] / 'checkpoint.npz').stat().st_mtime
+    if loaded and loaded_mtime[index] is None:
+      loaded_mtime[index] = mtime
+    return bool(after), loaded, loaded and mtime > loaded_mtime[index]
+
+  def all_seen():
+    now = time.time()
+    for index, seen in enumerate(times):
+      for event, happened in enumerate(events(index)):
+        if happened and seen[event] is None:
+          seen[event] = now - signalled[index]
+    return all(None not in seen for seen in times)
+
+  wait_for(all_seen, 400, 'the requeued runs to train again')
+  return times
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which('sbatch'), reason='no sbatch on PATH')
+def test_slurm_sweep_requeued_runs_resume(tmp_path):
+  """2 tiny runs as a job array, each stopped while it trains: the first
+  requeued by `scontrol requeue` (SIGTERM to the job), the second warned
+  as the scheduler does before a time limit or preemption (USR2 to the
+  job's step: submitit calls SlurmRun.checkpoint and requeues). Both resume
+  from their checkpoints to their last step, no metric at a step twice;
+  --status says done; the same command then starts nothing."""
+  problem = slurm_ready()
+  assert problem is None, problem
+  logdir = tmp_path / 'sweep'
+  slurm = ['--launcher', 'slurm', '--cpus', '1', '--mem', '2', '--time',
+           '20']
+  args = dict(seeds=(0,), steps=240)
+  submitted = sweep_run(command(logdir, *slurm, **args))
+  assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+  jobs = array_jobs(logdir)
+  runs = [logdir / task / '0' for task in TASKS]
+  # Asked during the prefill, which leaves the run most of its steps to go.
+  wait_for(lambda: any((runs[0] / 'episodes').glob('*.npz')), 400,
+           'a first episode')
+  states, _ = status(logdir, **args)
+  assert states[TASKS[0], 0][1] == 'running'
+  stops = (['scontrol', 'requeue'], ['scancel', '--signal=USR2'])
+  times = []
+  for run, task, stop in zip(runs, TASKS, stops):
+    wait_for(lambda: trained_past_evaluation(run), 400, f'{task} to train')
+    subprocess.run(stop + [jobs[task, 0]], check=True)
+    times.append(time.time())
+  for task, seconds in zip(TASKS, resume_times(runs, times)):
+    print(f'{task}: ' + ', '.join(f'{value:.1f} s' for value in seconds),
+          '(restart, checkpoint loaded, first burst saved)')
+  wait_for(lambda: {s for _, s in status(logdir, **args)[0].values()} == {
+      'done'}, 400, 'both runs done')
+  states, total = status(logdir, **args)
+  assert total == '2 runs: 480 environment steps done, 0 left'
+  for run in runs:
+    text = (run / 'sweep.log').read_text()
+    assert text.count('sweep: dreamer.py started') == 2
+    assert 'SLURM_RESTART_COUNT=1' in text
+    first, second = text.split('sweep: dreamer.py started')[1:]
+    # SLURM's SIGTERM reaches the environment workers too; they ignore it,
+    # so the run finishes its step with them and saves.
+    assert 'Stopped: episodes and the checkpoint are saved.' in first
+    assert 'Load checkpoint.' in second
+    assert_no_step_twice(run)
+    assert max(metric_steps(run)['train/return']) >= 240
+  again = sweep_run(command(logdir, *slurm, **args))
+  assert 'nothing to start' in again.stdout
+
+
+@pytest.mark.skipif(not shutil.which('sbatch'), reason='no sbatch on PATH')
+def test_slurm_bad_flag_submits_nothing(tmp_path):
+  before = subprocess.run(['squeue', '-h', '-o', '%i'], capture_output=True,
+                          text=True).stdout
+  result = sweep_run(command(tmp_path / 'sweep', '--launcher', 'slurm',
+                             '--model_lr', 'fast'))
+  assert result.returncode == 2
+  assert result.stderr.startswith('dreamer.py: error: argument --model_lr')
+  assert not (tmp_path / 'sweep').exists()
+  after = subprocess.run(['squeue', '-h', '-o', '%i'], capture_output=True,
+                         text=True).stdout
+  assert set(after.split()) <= set(before.split())  # Nothing new queued.
