@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import ROOT
+from helpers import F16_L2, ROOT
 from harness.diff import AFTER_ATOL, AFTER_RTOL, WEIGHT_L2, WEIGHT_MAX
 
 COMMITTED = ROOT / 'tests' / 'reference'
@@ -54,8 +54,13 @@ def test_diff_original_small_passes_and_ends_with_json(regenerated):
       'module', 'loss', 'norm', 'intermediate', 'gradient'}
 
 
-def agree(key, new, old, initial=None):
-  """None if `new` agrees with the committed `old`, else what differs."""
+def agree(key, new, old, initial=None, half=False):
+  """None if `new` agrees with the committed `old`, else what differs.
+  `half`: outputs of the original's float16 step, whose kernels round
+  differently from one CPU to another (on an AVX-512-BF16 EPYC against the
+  committed file: metrics 2^-9 of their largest value apart, the decoder's
+  gradients 4.8% in norm): float16 round-off, the bounds of the float16
+  step's own tests (F16_L2 per gradient, 2^-8 of the largest value)."""
   if new.dtype.kind in 'USO' or new.dtype.kind in 'iub':
     if new.dtype.kind in 'US' and key.endswith('config'):
       return None if json.loads(str(new)) == json.loads(str(old)) else 'config'
@@ -79,7 +84,13 @@ def agree(key, new, old, initial=None):
     ok = np.all(np.abs(d) <= scale * np.abs(o) + AFTER_ATOL * (scale < 0.1))
     return None if ok else f'{new} vs {old}'
   tol = ROUNDOFF * np.abs(o).max()
-  if key.startswith('grad/') and new.dtype == np.float16:
+  if half and key.startswith('grad/'):
+    bound = F16_L2[key.split('/')[1]] * np.linalg.norm(o)
+    return None if np.linalg.norm(d) <= bound else (
+        f'‖d‖ {np.linalg.norm(d):.3g} > {bound:.3g}')
+  if half:
+    tol = 2 ** -8 * np.abs(o).max()
+  elif key.startswith('grad/') and new.dtype == np.float16:
     tol = 2 ** -10 * np.abs(o).max()
   return None if np.abs(d).max() <= tol else (
       f'max |d| {np.abs(d).max():.3g} > {tol:.3g}')
@@ -106,7 +117,8 @@ def test_regenerated_file_agrees_with_the_committed(regenerated, name):
       full = weights[key.split('/', 3)[3]].reshape(-1)
       initial = full[reference_files.sample_indices(full.size)].astype(
           np.float64)
-    problem = agree(key, new[key], old[key], initial)
+    problem = agree(key, new[key], old[key], initial,
+                    half=name == 'train_step_float16.npz')
     if problem:
       problems[key] = problem
   assert not problems, problems
