@@ -16,7 +16,7 @@ import pytest
 from helpers import ROOT
 
 ENTRY_POINTS = ('diff_original.py', 'original_train.py')
-HARNESS_BENCHMARKS = ('original_train_step.py',)
+HARNESS_BENCHMARKS = ('original_train_step.py', 'versus_original.py')
 ORIGINAL_NAMES = ('dreamer', 'models', 'tools', 'wrappers')
 
 
