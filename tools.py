@@ -6,6 +6,7 @@ without TensorFlow (replay, logging, environment workers) can import this
 one.
 """
 
+import contextlib
 import errno
 import os
 import pathlib
@@ -217,21 +218,24 @@ def _injected_failure(path):
     raise OSError(number, os.strerror(number), str(path))
 
 
-def _fixable(error):
-  """Whether `error` is a write failure a user can fix (WRITE_ERRNOS) that
-  is not a WriteError yet."""
-  return isinstance(error, OSError) and not isinstance(
-      error, WriteError) and error.errno in WRITE_ERRNOS
+@contextlib.contextmanager
+def _told(path):
+  """Raises an OSError for a reason in WRITE_ERRNOS, coming from inside, as
+  WriteError(path); other errors pass as they are."""
+  try:
+    yield
+  except WriteError:
+    raise
+  except OSError as error:
+    if error.errno in WRITE_ERRNOS:
+      raise WriteError(path, error) from error
+    raise
 
 
 def make_dirs(path):
   """mkdir -p `path`; WriteError for a reason in WRITE_ERRNOS."""
-  try:
+  with _told(path):
     pathlib.Path(path).mkdir(parents=True, exist_ok=True)
-  except OSError as error:
-    if _fixable(error):
-      raise WriteError(path, error) from error
-    raise
 
 
 def write_atomic(path, write, keep_previous=False):
@@ -241,23 +245,20 @@ def write_atomic(path, write, keep_previous=False):
   is raised as WriteError."""
   path = pathlib.Path(path)
   temp = path.with_name(f'.{path.name}.tmp')
-  try:
-    with open(temp, 'wb') as file:
-      write(file)
-      _injected_failure(path)
-    if keep_previous and path.exists():
-      previous = previous_path(path)
-      previous.unlink(missing_ok=True)
-      os.link(path, previous)
-    os.replace(temp, path)
-  except BaseException as error:
+  with _told(path):
     try:
-      temp.unlink(missing_ok=True)
-    except OSError:
-      pass  # A vanished folder: nothing is left.
-    if _fixable(error):
-      raise WriteError(path, error) from error
-    raise
+      with open(temp, 'wb') as file:
+        write(file)
+        _injected_failure(path)
+      if keep_previous and path.exists():
+        previous = previous_path(path)
+        previous.unlink(missing_ok=True)
+        os.link(path, previous)
+      os.replace(temp, path)
+    except BaseException:
+      with contextlib.suppress(OSError):  # A vanished folder: nothing left.
+        temp.unlink(missing_ok=True)
+      raise
 
 
 def append_whole(path, data):
@@ -265,28 +266,20 @@ def append_whole(path, data):
   at all: a write that fails is cut off again, so the file keeps its size,
   and a reason in WRITE_ERRNOS is raised as WriteError."""
   path = pathlib.Path(path)
-  try:
+  with _told(path):
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-  except OSError as error:
-    if _fixable(error):
-      raise WriteError(path, error) from error
-    raise
-  size = os.fstat(fd).st_size
-  try:
-    view = memoryview(data)
-    while view:
-      view = view[os.write(fd, view):]
-    _injected_failure(path)
-  except BaseException as error:
+    size = os.fstat(fd).st_size
     try:
-      os.ftruncate(fd, size)
-    except OSError:
-      pass
-    if _fixable(error):
-      raise WriteError(path, error) from error
-    raise
-  finally:
-    os.close(fd)
+      view = memoryview(data)
+      while view:
+        view = view[os.write(fd, view):]
+      _injected_failure(path)
+    except BaseException:
+      with contextlib.suppress(OSError):
+        os.ftruncate(fd, size)
+      raise
+    finally:
+      os.close(fd)
 
 
 def remove_temporary_files(logdir):
