@@ -31,6 +31,7 @@ import sys
 import time
 
 import config
+import plotting
 import replay
 import runlock
 
@@ -141,21 +142,12 @@ def steps_done(logdir, action_repeat):
 
 def last_return(logdir):
   """The last `test/return` of logdir/metrics.jsonl, or None."""
-  path = pathlib.Path(logdir) / 'metrics.jsonl'
-  value = None
   try:
-    lines = path.read_text(errors='replace').splitlines()
+    returns = [record['test/return'] for record in plotting.records(logdir)
+               if isinstance(record.get('test/return'), (int, float))]
   except OSError:
     return None
-  for line in lines:
-    try:
-      record = json.loads(line)
-    except ValueError:
-      continue
-    if isinstance(record, dict) and isinstance(
-        record.get('test/return'), (int, float)):
-      value = record['test/return']
-  return value
+  return returns[-1] if returns else None
 
 
 def read_json(path):
