@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from wrappers import Space, image_space, state_space
+from wrappers import Space, image_space, resize_frame, state_space
 
 # Observation keys of our own, which a Dict observation's keys must avoid.
 RESERVED = ('image', 'action', 'reward', 'discount', 'is_first')
@@ -219,9 +219,7 @@ def frame(image, size):
   if image.dtype != np.uint8:
     image = np.clip(image, 0, 255).astype(np.uint8)
   if image.shape[:2] != tuple(size):
-    from PIL import Image
-    image = np.asarray(Image.fromarray(image).resize(
-        size[::-1], Image.BILINEAR), np.uint8)
+    image = resize_frame(image, size)
   return image
 
 

@@ -182,6 +182,13 @@ class DeepMindControl:
     return obs
 
 
+def resize_frame(image, size):
+  """A uint8 RGB frame resized bilinearly to `size` (height, width)."""
+  from PIL import Image
+  return np.asarray(Image.fromarray(image).resize(
+      tuple(size)[::-1], Image.BILINEAR), np.uint8)
+
+
 def state_space(shape):
   """An unbounded float32 array; a scalar is served with shape (1,)."""
   shape = tuple(shape) or (1,)
@@ -358,12 +365,9 @@ class Atari:
     pass
 
   def _obs(self):
-    from PIL import Image
     if self._repeat > 1:
       np.maximum(self._buffers[0], self._buffers[1], out=self._buffers[0])
-    image = Image.fromarray(self._buffers[0]).resize(
-        self._size[::-1], Image.BILINEAR)
-    return {'image': np.asarray(image, np.uint8)}
+    return {'image': resize_frame(self._buffers[0], self._size)}
 
 
 class OneHotAction(Wrapper):
