@@ -221,3 +221,14 @@ def test_phase_conv_transpose_matches_loop_and_keras_gradients(
     grads.append(tape.gradient(loss, [x, layer.kernel, layer.bias]))
   for actual, wanted in zip(*grads):
     np.testing.assert_allclose(actual, wanted, rtol=1e-5, atol=1e-4)
+
+
+def test_encoder_halves_give_the_whole_batch_result():
+  from networks.conv import ConvEncoder, halves
+  assert len(halves(tf.zeros([63, 2]))) == 1
+  assert [int(h.shape[0]) for h in halves(tf.zeros([65, 2]))] == [32, 33]
+  encoder = ConvEncoder(depth=2)
+  images = tf.random.stateless_uniform([2, 40, 64, 64, 3], [0, 1], -0.5, 0.5)
+  whole = encoder(images)
+  one_by_one = tf.stack([encoder(images[:, t:t + 1])[:, 0] for t in range(40)], 1)
+  np.testing.assert_allclose(whole, one_by_one, rtol=1e-5, atol=1e-6)
