@@ -448,7 +448,7 @@ def _request_stop(signum, frame):
 # --- Main -------------------------------------------------------------------
 
 def main(argv=None):
-  onednn = devices.choose_onednn()
+  onednn = devices.choose_onednn() + '\n' + devices.choose_threads()
   config = parse_args(argv)
   with hold_logdir(config.logdir, resume_command(argv)):
     return start(config, onednn, argv)

@@ -205,6 +205,7 @@ def summarize(episodes, action_repeat):
 
 def main(argv=None):
   devices.choose_onednn()
+  devices.choose_threads()
   options, config = parse(sys.argv[1:] if argv is None else argv)
   path = checkpoint_path(options)
   try:

@@ -5,10 +5,10 @@
 Times forward + backward of the encoder, the decoder (with its image
 log-likelihood), the 50-step observe loop and the 15-step imagination (with
 the reward and value heads on its features) of the named config, each
-alone, and a 2,048² float32 matmul, in turns (one call of each per round),
-and prints per part: GFLOP of one call (TensorFlow's graph statistics),
-median wall and process CPU seconds, and its rate as a fraction of the
-matmul's, by wall time and by CPU time. On a shared machine the CPU-time
+alone, and two independent 2,048² float32 matmuls (the peak), in turns
+(one call of each per round), and prints per part: GFLOP of one call
+(TensorFlow's graph statistics), median wall and process CPU seconds, and
+its rate as a fraction of the matmuls', by wall time and by CPU time. On a shared machine the CPU-time
 fraction is the steadier one (the wall time includes waiting for the
 cores). The parts' fractions are the model of the update's limit:
 seconds ≥ Σ GFLOP_part / (fraction_part · peak).
@@ -64,9 +64,10 @@ def parts(agent, config, action_size):
     return grads(loss, agent.actor.trainable_variables
                  + agent.value.trainable_variables)
 
-  matrix = tf.random.normal([2048, 2048])
+  from benchmarks.machine import matmul_pair
+  pair, pair_args, _ = matmul_pair()
   return {
-      'matmul 2048²': (tf.function(lambda x: [tf.matmul(x, x)]), (matrix,)),
+      'matmuls 2×2048²': (pair, pair_args),
       'encoder': (tf.function(encoder), (image,)),
       'decoder': (tf.function(decoder), (feat, image)),
       'observe loop': (tf.function(observe), (embed, action)),
@@ -110,14 +111,14 @@ def main():
       walls[name].append(time.perf_counter() - start)
       cpus[name].append(time.process_time() - cpu)
   rate = lambda name, times: counts[name] / statistics.median(times[name])
-  peak_wall, peak_cpu = rate('matmul 2048²', walls), rate('matmul 2048²', cpus)
+  peak_wall, peak_cpu = rate('matmuls 2×2048²', walls), rate('matmuls 2×2048²', cpus)
   print(f'configs {" ".join(args.configs) or "(full)"}, {args.rounds} rounds; '
         f'fractions of the matmul\'s rate ({peak_wall / 1e9:.0f} GFLOP/s wall, '
         f'{peak_cpu / 1e9:.0f} GFLOP per CPU-second)')
-  print(f'{"part":14s} {"GFLOP":>7s} {"wall ms":>8s} {"CPU ms":>8s} '
+  print(f'{"part":16s} {"GFLOP":>7s} {"wall ms":>8s} {"CPU ms":>8s} '
         f'{"of peak (wall)":>15s} {"(CPU)":>6s}')
   for name in table:
-    print(f'{name:14s} {counts[name] / 1e9:7.2f} '
+    print(f'{name:16s} {counts[name] / 1e9:7.2f} '
           f'{statistics.median(walls[name]) * 1e3:8.1f} '
           f'{statistics.median(cpus[name]) * 1e3:8.1f} '
           f'{rate(name, walls) / peak_wall:15.0%} '

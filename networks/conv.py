@@ -18,7 +18,8 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
 
   so each of the four output phases (a, b) is a stride-1 correlation of the
   padded input with a flipped sub-kernel W[a::2, b::2]. The phases run as
-  one convolution with 4·out channels, interleaved by depth_to_space. A 1×1
+  one convolution with 4·out channels, then interleaved; at float32 the
+  gradient is the transposed convolution's own (transpose_by_phases). A 1×1
   input is a plain matmul. Measured on a 2-core CPU (benchmarks/README.md),
   the matmul is 6× faster than the transposed-convolution kernel and the
   phases 1.1–2× faster for few output channels but slower for many, so
@@ -40,9 +41,12 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
           tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), matrix),
           [-1, size, size, self.filters])
     elif self._use_phases and self.compute_dtype == 'float32':
-      return self._phases(inputs, kernel, size, height, width, fuse=True)
+      outputs = transpose_by_phases(inputs, kernel, tf.convert_to_tensor(self.bias))
+      return self.activation(outputs) if self.activation else outputs
     elif self._use_phases:
-      outputs = self._phases(inputs, kernel, size, height, width)
+      outputs = crop(interleave(tf.nn.conv2d(
+          pad_for_phases(inputs, size), phase_kernel(kernel), 1, 'VALID')),
+          height, width, size)
     else:
       outputs = keras.ops.conv_transpose(
           inputs, kernel, strides=list(self.strides), padding=self.padding,
@@ -51,30 +55,68 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
     outputs = add_bias(outputs, tf.cast(self.bias, self.compute_dtype))
     return self.activation(outputs) if self.activation else outputs
 
-  def _phases(self, inputs, kernel, size, height, width, fuse=False):
-    """The transposed convolution as four phases; with `fuse`, bias and
-    activation too, applied to the phases before they interleave (they act
-    elementwise), where the bias fuses into the convolution. Not at 16 bits:
-    there the four phases' bias gradients, cast to 16 bits one by one, can
-    overflow where their sum does not."""
-    even = size + size % 2
-    taps = even // 2
-    kernel = tf.pad(kernel, [[0, even - size], [0, even - size], [0, 0], [0, 0]])
-    kernel = tf.reshape(kernel, [taps, 2, taps, 2, self.filters, -1])
-    kernel = tf.reverse(kernel, [0, 2])
-    kernel = tf.transpose(kernel, [0, 2, 5, 1, 3, 4])
-    kernel = tf.reshape(kernel, [taps, taps, -1, 4 * self.filters])
-    pad = taps - 1
-    padded = tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    phases = tf.nn.conv2d(padded, kernel, 1, 'VALID')
-    if fuse:
-      phases = tf.nn.bias_add(phases, tf.tile(self.bias, [4]))
-      phases = self.activation(phases) if self.activation else phases
-    outputs = tf.nn.depth_to_space(phases, 2)
-    out_height, out_width = 2 * (height - 1) + size, 2 * (width - 1) + size
-    if outputs.shape[1:3] == (out_height, out_width):
-      return outputs  # An even kernel: no odd row to cut (nor its gradient).
-    return outputs[:, :out_height, :out_width]
+
+@tf.custom_gradient
+def transpose_by_phases(inputs, kernel, bias):
+  """Stride-2 'valid' transposed convolution plus bias, float32.
+
+  Forward by phases (PhaseConv2DTranspose), the bias fused into their
+  convolution. The gradient is the transposed convolution's own,
+  dx = conv2d(dy, W, stride 2), dW = Conv2DBackpropFilter(dy, x) and
+  db = Σ dy, rather than the gradients of the phases and their interleave:
+  for 3 output channels those kernels are 1.5× slower.
+  """
+  size, height, width = kernel.shape[0], inputs.shape[1], inputs.shape[2]
+  phases = tf.nn.conv2d(
+      pad_for_phases(inputs, size), phase_kernel(kernel), 1, 'VALID')
+  phases = tf.nn.bias_add(phases, tf.tile(bias, [4]))
+  outputs = crop(interleave(phases), height, width, size)
+
+  def grad(dy):
+    strides = [1, 2, 2, 1]
+    dx = tf.nn.conv2d(dy, kernel, strides, 'VALID')
+    dkernel = tf.raw_ops.Conv2DBackpropFilter(
+        input=dy, filter_sizes=tf.shape(kernel), out_backprop=inputs,
+        strides=strides, padding='VALID')
+    dbias = tf.reduce_sum(dy, [0, 1, 2])
+    return dx, dkernel, dbias
+  return outputs, grad
+
+
+def phase_kernel(kernel):
+  """The (k, k, out, in) kernel → the (t, t, in, 4·out) kernel of its four
+  phases, t = ⌈k/2⌉: phase (a, b) takes W[a::2, b::2], flipped."""
+  size, _, filters, _ = kernel.shape
+  even = size + size % 2
+  taps = even // 2
+  kernel = tf.pad(kernel, [[0, even - size], [0, even - size], [0, 0], [0, 0]])
+  kernel = tf.reshape(kernel, [taps, 2, taps, 2, filters, -1])
+  kernel = tf.reverse(kernel, [0, 2])
+  kernel = tf.transpose(kernel, [0, 2, 5, 1, 3, 4])
+  return tf.reshape(kernel, [taps, taps, -1, 4 * filters])
+
+
+def pad_for_phases(inputs, size):
+  pad = (size + size % 2) // 2 - 1
+  return tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+
+
+def interleave(phases):
+  """(n, h, w, 2·2·c) phases → (n, 2h, 2w, c), as depth_to_space(·, 2)
+  does; a reshape and transpose, faster on CPUs than that op's kernel."""
+  _, height, width, channels = phases.shape
+  filters = channels // 4
+  phases = tf.reshape(phases, [-1, height, width, 2, 2, filters])
+  phases = tf.transpose(phases, [0, 1, 3, 2, 4, 5])
+  return tf.reshape(phases, [-1, 2 * height, 2 * width, filters])
+
+
+def crop(outputs, height, width, size):
+  """Cuts an odd kernel's extra row and column off the interleaved phases."""
+  out_height, out_width = 2 * (height - 1) + size, 2 * (width - 1) + size
+  if outputs.shape[1:3] == (out_height, out_width):
+    return outputs
+  return outputs[:, :out_height, :out_width]
 
 
 class Conv2D(keras.layers.Conv2D):
@@ -91,7 +133,8 @@ class Conv2D(keras.layers.Conv2D):
 class ConvEncoder(Module):
   """Four stride-2 4×4 convolutions with depth·(1, 2, 4, 8) filters.
 
-  (…, 64, 64, 3) images → (…, 32·depth) embeddings.
+  (…, 64, 64, 3) images → (…, 32·depth) embeddings; a training batch runs
+  as two halves (`halves`).
   """
 
   def __init__(self, depth=32, act='relu', image_shape=(64, 64, 3),
@@ -112,9 +155,26 @@ class ConvEncoder(Module):
   def call(self, image):
     leading = batch_shape(image, 3)
     x = tf.reshape(image, (-1,) + self._image_shape)
+    parts = [self._convolve(part) for part in halves(x)]
+    x = parts[0] if len(parts) == 1 else tf.concat(parts, 0)
+    return to_float32(reshape(x, leading, [self.embed_size]))
+
+  def _convolve(self, x):
     for layer in self.named_layers.values():
       x = layer(x)
-    return to_float32(reshape(x, leading, [self.embed_size]))
+    return x
+
+
+def halves(x, least=64):
+  """[x] split in two along its first axis when that has `least` or more
+  rows, else [x]. Independent halves run at once on two inter-op threads:
+  with one thread per op (devices.choose_threads) a training batch's
+  encoder would otherwise leave one of two cores idle for ~80 ms of a
+  0.59 s update (--configs small)."""
+  rows = x.shape[0]
+  if rows is None or rows < least:
+    return [x]
+  return tf.split(x, [rows // 2, rows - rows // 2], 0)
 
 
 class ConvDecoder(Module):

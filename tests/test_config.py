@@ -114,6 +114,21 @@ def test_onednn_is_chosen_unless_the_user_did():
   assert message.startswith('oneDNN off') and 'your setting' in message
 
 
+def test_threads_are_one_per_op_on_two_cpus_unless_the_user_chose():
+  environ = {}
+  message = devices.choose_threads(environ, cpus=2)
+  assert environ == {'TF_NUM_INTRAOP_THREADS': '1',
+                     'TF_NUM_INTEROP_THREADS': '2'}, message
+  for cpus in (1, 4, 64):
+    environ = {}
+    assert 'defaults' in devices.choose_threads(environ, cpus=cpus)
+    assert environ == {}
+  environ = {'TF_NUM_INTRAOP_THREADS': '2'}
+  message = devices.choose_threads(environ, cpus=2)
+  assert environ == {'TF_NUM_INTRAOP_THREADS': '2'}
+  assert 'your setting' in message
+
+
 def test_help_explains_every_flag(capsys):
   import config
   with pytest.raises(SystemExit) as info:

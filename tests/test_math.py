@@ -175,3 +175,60 @@ def test_gru_step_matches_keras_gru_cell():
   actual = gru_step(x, h, cell.kernel, cell.recurrent_kernel, cell.bias)
   np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
   assert not np.allclose(actual, h)
+
+
+def loop_conv_transpose(x, kernel, bias):
+  """Stride-2 'valid' transposed convolution: each input pixel adds its
+  weighted (k, k, out) patch at twice its position."""
+  n, height, width, _ = x.shape
+  size, _, filters, _ = kernel.shape
+  out = np.zeros((n, 2 * (height - 1) + size, 2 * (width - 1) + size, filters))
+  for i in range(height):
+    for j in range(width):
+      out[:, 2 * i:2 * i + size, 2 * j:2 * j + size] += np.einsum(
+          'nc,hwoc->nhwo', x[:, i, j], kernel)
+  return out + bias
+
+
+@pytest.mark.parametrize('size,phases,act', [
+    (6, True, None), (5, True, 'relu'), (6, False, 'relu'), (5, False, None)])
+def test_phase_conv_transpose_matches_loop_and_keras_gradients(
+    size, phases, act):
+  import keras
+  from networks.conv import PhaseConv2DTranspose
+  rng = np.random.default_rng(size)
+  x = tf.constant(rng.normal(size=(3, 7, 6, 4)), tf.float32)
+  ours = PhaseConv2DTranspose(5, size, 2, phases=phases, activation=act)
+  keras_layer = keras.layers.Conv2DTranspose(5, size, 2, activation=act)
+  for layer in (ours, keras_layer):
+    layer.build(x.shape)
+  keras_layer.kernel.assign(rng.normal(size=keras_layer.kernel.shape))
+  keras_layer.bias.assign(rng.normal(size=5))
+  ours.kernel.assign(keras_layer.kernel)
+  ours.bias.assign(keras_layer.bias)
+  expected = loop_conv_transpose(
+      x.numpy(), keras_layer.kernel.numpy(), keras_layer.bias.numpy())
+  if act == 'relu':
+    expected = np.maximum(expected, 0)
+  upstream = tf.constant(rng.normal(size=expected.shape), tf.float32)
+  grads = []
+  for layer in (ours, keras_layer):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      outputs = layer(x)
+      loss = tf.reduce_sum(outputs * upstream)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-5)
+    grads.append(tape.gradient(loss, [x, layer.kernel, layer.bias]))
+  for actual, wanted in zip(*grads):
+    np.testing.assert_allclose(actual, wanted, rtol=1e-5, atol=1e-4)
+
+
+def test_encoder_halves_give_the_whole_batch_result():
+  from networks.conv import ConvEncoder, halves
+  assert len(halves(tf.zeros([63, 2]))) == 1
+  assert [int(h.shape[0]) for h in halves(tf.zeros([65, 2]))] == [32, 33]
+  encoder = ConvEncoder(depth=2)
+  images = tf.random.stateless_uniform([2, 40, 64, 64, 3], [0, 1], -0.5, 0.5)
+  whole = encoder(images)
+  one_by_one = tf.stack([encoder(images[:, t:t + 1])[:, 0] for t in range(40)], 1)
+  np.testing.assert_allclose(whole, one_by_one, rtol=1e-5, atol=1e-6)

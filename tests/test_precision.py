@@ -11,6 +11,7 @@ from synthetic import random_batch
 # The image log-likelihood holds a constant 12288 · log √(2π) ≈ 11292.
 IMAGE_CONSTANT = 11292
 UPDATES = 300
+SEEDS = (0, 1, 2)
 
 
 def learnable_batch(config, action_size):
@@ -42,11 +43,17 @@ def model_loss_excess(precision, seed=0, model_lr=1e-3):
 
 @pytest.mark.slow
 def test_bfloat16_learns_as_well_as_float32():
-  start32, final32 = model_loss_excess('32')
-  start16, final16 = model_loss_excess('bf16')
-  assert final32 < 0.1 * start32
-  assert final16 < 0.1 * start16
-  assert abs(final16 / final32 - 1) < 0.15, (final16, final32)
+  """Means over three seeds: one seed's final float32 loss moves by up to
+  15% with float32 round-off alone (seed 0: 21.3 or 18.2 after one layer's
+  gradient was summed in another order), bfloat16's by no more."""
+  runs = {precision: [model_loss_excess(precision, seed) for seed in SEEDS]
+          for precision in ('32', 'bf16')}
+  for precision, excess in runs.items():
+    for start, final in excess:
+      assert final < 0.1 * start, (precision, excess)
+  final32, final16 = (np.mean([final for _, final in runs[precision]])
+                      for precision in ('32', 'bf16'))
+  assert abs(final16 / final32 - 1) < 0.15, runs
 
 
 @pytest.mark.slow
