@@ -29,7 +29,8 @@ import warnings
 
 import numpy as np
 
-from wrappers import Space, image_space, resize_frame, state_space
+from wrappers import (
+    Space, image_space, resize_frame, state_array, state_space)
 
 # Observation keys of our own, which a Dict observation's keys must avoid.
 RESERVED = ('image', 'action', 'reward', 'discount', 'is_first')
@@ -197,8 +198,7 @@ class GymEnv:
     for key, value in obs.items():
       key = f'obs_{key}' if key in RESERVED else key
       if key in self._boxes:
-        value = np.asarray(value, np.float32)
-        result[key] = value.reshape((1,)) if value.ndim == 0 else value
+        result[key] = state_array(value)
     if render:
       result.update(self.render_obs())
     return result

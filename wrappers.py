@@ -175,11 +175,16 @@ class DeepMindControl:
   def _observe(self, time_step, render):
     obs = {}
     for key, value in time_step.observation.items():
-      value = np.asarray(value, np.float32)
-      obs[key] = value.reshape((1,)) if value.ndim == 0 else value
+      obs[key] = state_array(value)
     if render:
       obs.update(self.render_obs())
     return obs
+
+
+def state_array(value):
+  """A state observation as float32 with at least one axis (scalars (1,))."""
+  value = np.asarray(value, np.float32)
+  return value.reshape((1,)) if value.ndim == 0 else value
 
 
 def resize_frame(image, size):
