@@ -41,8 +41,10 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
           tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), matrix),
           [-1, size, size, self.filters])
     elif self._use_phases and self.compute_dtype == 'float32':
-      outputs = transpose_by_phases(inputs, kernel, tf.convert_to_tensor(self.bias))
-      return self.activation(outputs) if self.activation else outputs
+      relu = self.activation in (tf.nn.relu, keras.activations.relu)
+      outputs = transpose_by_phases(
+          inputs, kernel, tf.convert_to_tensor(self.bias), relu)
+      return self.activation(outputs) if self.activation and not relu else outputs
     elif self._use_phases:
       outputs = crop(
           interleave(convolve_phases(inputs, kernel)), height, width, size)
@@ -55,29 +57,48 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
     return self.activation(outputs) if self.activation else outputs
 
 
-@tf.custom_gradient
-def transpose_by_phases(inputs, kernel, bias):
-  """Stride-2 'valid' transposed convolution plus bias, float32.
+def transpose_by_phases(inputs, kernel, bias, relu=False):
+  """Stride-2 'valid' transposed convolution plus bias, then relu if
+  `relu`, float32.
 
-  Forward by phases (PhaseConv2DTranspose), the bias fused into their
-  convolution. The gradient is the transposed convolution's own,
-  dx = conv2d(dy, W, stride 2), dW = Conv2DBackpropFilter(dy, x) and
-  db = Σ dy, rather than the gradients of the phases and their interleave:
-  for 3 output channels those kernels are 1.5× slower.
+  Forward by phases (PhaseConv2DTranspose), the bias and relu fused into
+  their convolution. The gradient is the transposed convolution's own, of
+  dy masked by relu: dx = conv2d(dy, W, stride 2), dW =
+  Conv2DBackpropFilter(dy, x) and db = Σ dy (`bias_gradient`), rather than
+  the gradients of the phases and their interleave: for 3 output channels
+  those kernels are 1.5× slower.
   """
-  size, height, width = kernel.shape[0], inputs.shape[1], inputs.shape[2]
-  phases = tf.nn.bias_add(convolve_phases(inputs, kernel), tf.tile(bias, [4]))
-  outputs = crop(interleave(phases), height, width, size)
 
-  def grad(dy):
-    strides = [1, 2, 2, 1]
-    dx = tf.nn.conv2d(dy, kernel, strides, 'VALID')
-    dkernel = tf.raw_ops.Conv2DBackpropFilter(
-        input=dy, filter_sizes=tf.shape(kernel), out_backprop=inputs,
-        strides=strides, padding='VALID')
-    dbias = tf.reduce_sum(dy, [0, 1, 2])
-    return dx, dkernel, dbias
-  return outputs, grad
+  @tf.custom_gradient
+  def forward(inputs, kernel, bias):
+    size, height, width = kernel.shape[0], inputs.shape[1], inputs.shape[2]
+    phases = tf.nn.bias_add(convolve_phases(inputs, kernel), tf.tile(bias, [4]))
+    phases = tf.nn.relu(phases) if relu else phases
+    outputs = crop(interleave(phases), height, width, size)
+
+    def grad(dy):
+      if relu:
+        dy = tf.raw_ops.ReluGrad(gradients=dy, features=outputs)
+      strides = [1, 2, 2, 1]
+      dx = tf.nn.conv2d(dy, kernel, strides, 'VALID')
+      dkernel = tf.raw_ops.Conv2DBackpropFilter(
+          input=dy, filter_sizes=tf.shape(kernel), out_backprop=inputs,
+          strides=strides, padding='VALID')
+      return dx, dkernel, bias_gradient(dy)
+    return outputs, grad
+  return forward(inputs, kernel, bias)
+
+
+def bias_gradient(dy):
+  """Σ dy over all axes but the last (channels). With 8 or more channels
+  BiasAddGrad, Keras's own op; with fewer, that op and reduce_sum run 3×
+  slower than a matmul: ones (1, n·h) · dy (n·h, w·c), then Σ over w."""
+  channels = dy.shape[-1]
+  if channels >= 8:
+    return tf.raw_ops.BiasAddGrad(out_backprop=dy)
+  rows = tf.reshape(dy, [-1, dy.shape[-2] * channels])
+  ones = tf.ones([1, tf.shape(rows)[0]], dy.dtype)
+  return tf.reduce_sum(tf.reshape(tf.matmul(ones, rows), [-1, channels]), 0)
 
 
 def phase_kernel(kernel):
@@ -195,9 +216,13 @@ class ConvDecoder(Module):
     specs = [(4 * depth, 5, act), (2 * depth, 5, act), (depth, 6, act),
              (shape[-1], 6, None)]
     size = (None, 1, 1, 32 * depth)
+    float32 = self.dtype_policy.compute_dtype == 'float32'
     for index, (filters, kernel, activation) in enumerate(specs):
+      # Phases for the last layer, and at float32 for every even kernel
+      # (an odd one pads its phases to the next even size: 1.44× the work).
+      last = index == len(specs) - 1
       layer = PhaseConv2DTranspose(
-          filters, kernel, 2, phases=(index == len(specs) - 1),
+          filters, kernel, 2, phases=last or (float32 and kernel % 2 == 0),
           activation=activation, dtype=self.dtype_policy,
           name=f'h{index + 2}')
       self.add(f'h{index + 2}', layer, size)

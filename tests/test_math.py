@@ -190,20 +190,22 @@ def loop_conv_transpose(x, kernel, bias):
   return out + bias
 
 
-@pytest.mark.parametrize('size,phases,act', [
-    (6, True, None), (5, True, 'relu'), (6, False, 'relu'), (5, False, None)])
+# Filters 5 and 16: the two ways of bias_gradient.
+@pytest.mark.parametrize('size,phases,act,filters', [
+    (6, True, None, 5), (5, True, 'relu', 5), (6, True, 'relu', 16),
+    (6, False, 'relu', 5), (5, False, None, 5)])
 def test_phase_conv_transpose_matches_loop_and_keras_gradients(
-    size, phases, act):
+    size, phases, act, filters):
   import keras
   from networks.conv import PhaseConv2DTranspose
   rng = np.random.default_rng(size)
   x = tf.constant(rng.normal(size=(3, 7, 6, 4)), tf.float32)
-  ours = PhaseConv2DTranspose(5, size, 2, phases=phases, activation=act)
-  keras_layer = keras.layers.Conv2DTranspose(5, size, 2, activation=act)
+  ours = PhaseConv2DTranspose(filters, size, 2, phases=phases, activation=act)
+  keras_layer = keras.layers.Conv2DTranspose(filters, size, 2, activation=act)
   for layer in (ours, keras_layer):
     layer.build(x.shape)
   keras_layer.kernel.assign(rng.normal(size=keras_layer.kernel.shape))
-  keras_layer.bias.assign(rng.normal(size=5))
+  keras_layer.bias.assign(rng.normal(size=filters))
   ours.kernel.assign(keras_layer.kernel)
   ours.bias.assign(keras_layer.bias)
   expected = loop_conv_transpose(
