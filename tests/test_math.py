@@ -225,6 +225,33 @@ def test_phase_conv_transpose_matches_loop_and_keras_gradients(
     np.testing.assert_allclose(actual, wanted, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize('height,act', [(6, 'relu'), (9, None)])
+def test_conv_by_patches_matches_keras_conv_and_gradients(height, act):
+  import keras
+  from networks.conv import Conv2D
+  rng = np.random.default_rng(height)
+  x = tf.constant(rng.normal(size=(3, height, height, 5)), tf.float32)
+  ours = Conv2D(7, 4, 2, patches=True, activation=act)
+  keras_layer = keras.layers.Conv2D(7, 4, 2, activation=act)
+  for layer in (ours, keras_layer):
+    layer.build(x.shape)
+  keras_layer.bias.assign(rng.normal(size=7))
+  ours.kernel.assign(keras_layer.kernel)
+  ours.bias.assign(keras_layer.bias)
+  upstream = tf.constant(
+      rng.normal(size=keras_layer.compute_output_shape(x.shape)), tf.float32)
+  results = []
+  for layer in (ours, keras_layer):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      outputs = layer(x)
+      loss = tf.reduce_sum(outputs * upstream)
+    results.append([outputs] + tape.gradient(loss, [x, layer.kernel, layer.bias]))
+  assert results[0][0].shape == results[1][0].shape
+  for actual, wanted in zip(*results):
+    np.testing.assert_allclose(actual, wanted, rtol=1e-5, atol=1e-5)
+
+
 def test_encoder_halves_give_the_whole_batch_result():
   from networks.conv import ConvEncoder, halves
   assert len(halves(tf.zeros([63, 2]))) == 1
