@@ -23,19 +23,22 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
   input is a plain matmul. Measured on a 2-core CPU (benchmarks/README.md),
   the matmul is 6× faster than the transposed-convolution kernel and the
   phases 1.1–2× faster for few output channels but slower for many, so
-  `phases` picks them per layer; without it, other inputs use Keras's kernel.
+  `phases` picks them per layer; without it, other inputs use Keras's kernel
+  (all inputs if `matmul` is False too).
   """
 
-  def __init__(self, filters, kernel_size, strides=2, phases=True, **kwargs):
+  def __init__(self, filters, kernel_size, strides=2, phases=True,
+               matmul=True, **kwargs):
     super().__init__(filters, kernel_size, strides, padding='valid', **kwargs)
     self._use_phases = phases
+    self._use_matmul = matmul
     if tuple(self.strides) != (2, 2) or self.kernel_size[0] != self.kernel_size[1]:
       raise ValueError('PhaseConv2DTranspose needs stride 2 and a square kernel')
 
   def call(self, inputs):
     kernel = tf.cast(self.kernel, self.compute_dtype)
     size, height, width = self.kernel_size[0], inputs.shape[1], inputs.shape[2]
-    if height == 1 and width == 1:
+    if height == 1 and width == 1 and self._use_matmul:
       matrix = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [inputs.shape[-1], -1])
       outputs = tf.reshape(
           tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), matrix),
@@ -211,18 +214,20 @@ class ConvEncoder(Module):
   """Four stride-2 4×4 convolutions with depth·(1, 2, 4, 8) filters.
 
   (…, 64, 64, 3) images → (…, 32·depth) embeddings; a training batch runs
-  as two halves (`halves`).
+  as two halves (`halves`). `keras_kernels`: every layer by Keras's own
+  convolution, the original's ops (benchmarks count FLOPs on those).
   """
 
   def __init__(self, depth=32, act='relu', image_shape=(64, 64, 3),
-               dtype=None, name='encoder'):
+               dtype=None, name='encoder', keras_kernels=False):
     super().__init__(name, dtype)
     self._image_shape = tuple(image_shape)
     act = get_act(act)
     shape = (None,) + self._image_shape
     for index, mult in enumerate((1, 2, 4, 8)):
       layer = Conv2D(
-          mult * depth, 4, 2, patches=(index == 3), activation=act,
+          mult * depth, 4, 2, patches=(index == 3 and not keras_kernels),
+          activation=act,
           dtype=self.dtype_policy, name=f'h{index + 1}')
       self.add(f'h{index + 1}', layer, shape)
       shape = layer.compute_output_shape(shape)
@@ -259,10 +264,11 @@ class ConvDecoder(Module):
 
   (…, feat_size) features → UnitNormal(mean, 3), that is
   Independent(Normal(mean, 1), 3), over (…, 64, 64, 3) images.
+  `keras_kernels`: every layer by Keras's own transposed convolution.
   """
 
   def __init__(self, feat_size, depth=32, act='relu', shape=(64, 64, 3),
-               dtype=None, name='decoder'):
+               dtype=None, name='decoder', keras_kernels=False):
     super().__init__(name, dtype)
     self._shape = tuple(shape)
     self._depth = depth
@@ -275,11 +281,11 @@ class ConvDecoder(Module):
     for index, (filters, kernel, activation) in enumerate(specs):
       # Phases for the last layer, and at float32 for every even kernel
       # (an odd one pads its phases to the next even size: 1.44× the work).
-      last = index == len(specs) - 1
+      phases = index == len(specs) - 1 or (float32 and kernel % 2 == 0)
       layer = PhaseConv2DTranspose(
-          filters, kernel, 2, phases=last or (float32 and kernel % 2 == 0),
-          activation=activation, dtype=self.dtype_policy,
-          name=f'h{index + 2}')
+          filters, kernel, 2, phases=phases and not keras_kernels,
+          matmul=not keras_kernels, activation=activation,
+          dtype=self.dtype_policy, name=f'h{index + 2}')
       self.add(f'h{index + 2}', layer, size)
       size = layer.compute_output_shape(size)
     if tuple(size[1:]) != self._shape:
