@@ -190,6 +190,15 @@ def loop_conv_transpose(x, kernel, bias):
   return out + bias
 
 
+def outputs_and_gradients(layer, x, upstream):
+  """layer(x) and the gradients of Σ layer(x)·upstream for x, kernel, bias."""
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    outputs = layer(x)
+    loss = tf.reduce_sum(outputs * upstream)
+  return outputs, tape.gradient(loss, [x, layer.kernel, layer.bias])
+
+
 # Filters 5 and 16: the two ways of bias_gradient.
 @pytest.mark.parametrize('size,phases,act,filters', [
     (6, True, None, 5), (5, True, 'relu', 5), (6, True, 'relu', 16),
@@ -215,12 +224,9 @@ def test_phase_conv_transpose_matches_loop_and_keras_gradients(
   upstream = tf.constant(rng.normal(size=expected.shape), tf.float32)
   grads = []
   for layer in (ours, keras_layer):
-    with tf.GradientTape() as tape:
-      tape.watch(x)
-      outputs = layer(x)
-      loss = tf.reduce_sum(outputs * upstream)
+    outputs, layer_grads = outputs_and_gradients(layer, x, upstream)
     np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-5)
-    grads.append(tape.gradient(loss, [x, layer.kernel, layer.bias]))
+    grads.append(layer_grads)
   for actual, wanted in zip(*grads):
     np.testing.assert_allclose(actual, wanted, rtol=1e-5, atol=1e-4)
 
@@ -242,11 +248,8 @@ def test_conv_by_patches_matches_keras_conv_and_gradients(height, act):
       rng.normal(size=keras_layer.compute_output_shape(x.shape)), tf.float32)
   results = []
   for layer in (ours, keras_layer):
-    with tf.GradientTape() as tape:
-      tape.watch(x)
-      outputs = layer(x)
-      loss = tf.reduce_sum(outputs * upstream)
-    results.append([outputs] + tape.gradient(loss, [x, layer.kernel, layer.bias]))
+    outputs, grads = outputs_and_gradients(layer, x, upstream)
+    results.append([outputs] + grads)
   assert results[0][0].shape == results[1][0].shape
   for actual, wanted in zip(*results):
     np.testing.assert_allclose(actual, wanted, rtol=1e-5, atol=1e-5)
