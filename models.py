@@ -199,10 +199,11 @@ class Dreamer:
   second argument (see `_gradients`). Under a tf.distribute `strategy`,
   `train` splits its batch (this worker's) over the replicas along the batch
   axis, averages their gradients and metrics and applies one update.
+  `keras_kernels`: see build_modules.
   """
 
   def __init__(self, config, action_size, jit=None, proprio=None,
-               strategy=None):
+               strategy=None, keras_kernels=False):
     self._c = config
     self._action_size = action_size
     uses_proprio = config.obs in ('proprio', 'both')
@@ -211,7 +212,8 @@ class Dreamer:
     policy = dtype_policy(config.precision)
     size = sum(int(np.prod(shape)) for shape in self._proprio.values())
     with strategy.scope() if strategy else contextlib.nullcontext():
-      self.modules = build_modules(config, action_size, policy, size)
+      self.modules = build_modules(
+          config, action_size, policy, size, keras_kernels)
       for name, module in self.modules.items():
         setattr(self, name, module)
       model_names = [name for name in (
@@ -494,16 +496,19 @@ class Dreamer:
         variable.assign(value)
 
 
-def build_modules(config, action_size, policy='float32', proprio_size=0):
+def build_modules(config, action_size, policy='float32', proprio_size=0,
+                  keras_kernels=False):
   """The networks of the agent, named as in the original; with `--obs
   proprio` or `both`, a dense encoder and decoder of `proprio_size` state
   values (4 layers of num_units) in place of or beside the convolutional
-  ones."""
+  ones. `keras_kernels`: convolutions by Keras's own kernels only (the
+  original's ops, same math; benchmarks/flops.py counts on them)."""
   c = config
   image, proprio = c.obs in ('image', 'both'), c.obs in ('proprio', 'both')
   modules, embed = {}, 0
   if image:
-    modules['encoder'] = networks.ConvEncoder(c.cnn_depth, c.cnn_act, dtype=policy)
+    modules['encoder'] = networks.ConvEncoder(
+        c.cnn_depth, c.cnn_act, dtype=policy, keras_kernels=keras_kernels)
     embed += modules['encoder'].embed_size
   if proprio:
     if not proprio_size:
@@ -518,7 +523,8 @@ def build_modules(config, action_size, policy='float32', proprio_size=0):
   modules['rssm'] = rssm
   if image:
     modules['decoder'] = networks.ConvDecoder(
-        feat, c.cnn_depth, c.cnn_act, dtype=policy)
+        feat, c.cnn_depth, c.cnn_act, dtype=policy,
+        keras_kernels=keras_kernels)
   if proprio:
     modules['proprio_decoder'] = networks.DenseDecoder(
         feat, (proprio_size,), 4, c.num_units, 'normal', c.dense_act, policy,

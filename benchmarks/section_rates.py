@@ -7,7 +7,7 @@ log-likelihood), the 50-step observe loop and the 15-step imagination (with
 the reward and value heads on its features) of the named config, each
 alone, and two independent 2,048² float32 matmuls (the peak), in turns
 (one call of each per round), and prints per part: GFLOP of one call
-(TensorFlow's graph statistics), median wall and process CPU seconds, and
+(benchmarks/flops.py: the math's), median wall and process CPU seconds, and
 its rate as a fraction of the matmuls', by wall time and by CPU time. On a shared machine the CPU-time
 fraction is the steadier one (the wall time includes waiting for the
 cores). The parts' fractions are the model of the update's limit:
@@ -76,11 +76,8 @@ def parts(agent, config, action_size):
 
 
 def flops(function, args):
-  import tensorflow as tf
-  graph = function.get_concrete_function(*args).graph
-  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-  options['output'] = 'none'
-  return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+  from benchmarks.flops import graph_flops
+  return graph_flops(function.get_concrete_function(*args).graph)
 
 
 def main():
@@ -97,7 +94,10 @@ def main():
       precision='32', jit=False, configs=args.configs)
   agent = models.Dreamer(config, args.action_size)
   table = parts(agent, config, args.action_size)
-  counts = {name: flops(f, a) for name, (f, a) in table.items()}
+  # The math's FLOPs: each part as the original's ops compute it.
+  counting = parts(models.Dreamer(
+      config, args.action_size, keras_kernels=True), config, args.action_size)
+  counts = {name: flops(f, a) for name, (f, a) in counting.items()}
   run = lambda f, a: [x.numpy() for x in f(*a)]
   for function, call_args in table.values():
     run(function, call_args)

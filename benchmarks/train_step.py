@@ -7,7 +7,7 @@ Builds the agent at the full default config (or --tiny for a smoke run, or
 `--configs small`) on random data of the right shapes, times the compiled
 update after warm-up and prints the median, the CPU and oneDNN state, and
 the fraction of this machine's measured matmul peak (2,048², same dtype)
-that the update reaches. The last line is JSON: {precision name: median
+that the update reaches, by the math's FLOPs (benchmarks/flops.py). The last line is JSON: {precision name: median
 seconds}.
 """
 
@@ -23,18 +23,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 NAMES = {'32': 'float32', '16': 'float16', 'bf16': 'bfloat16'}
 
 
-def update_flops(agent, data):
-  """Float operations of one update, from TensorFlow's graph statistics."""
-  import tensorflow as tf
-  graph = agent.train.get_concrete_function(data).graph
-  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-  options['output'] = 'none'
-  return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
-
-
 def measure(precision, jit, repeats, warmup, tiny, action_size, configs=()):
   import config as config_module
   import models
+  from benchmarks.flops import update_flops
   from benchmarks.machine import matmul_peak
   from synthetic import random_batch
   configs = list(configs) + (['tiny'] if tiny else [])
@@ -52,10 +44,7 @@ def measure(precision, jit, repeats, warmup, tiny, action_size, configs=()):
     _block(agent.train(data))
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
-  if jit:  # the graph statistics need the graph without XLA
-    agent = models.Dreamer(
-        config_module.make_config(**{**overrides, 'jit': False}), action_size)
-  flops = update_flops(agent, data)
+  flops = update_flops(config, action_size, data)
   rate = flops / median / 1e9
   peak = matmul_peak(NAMES[precision])
   print(f'{NAMES[precision]:9s} jit={jit!s:5s} warm-up {compile_seconds:6.1f} s  '

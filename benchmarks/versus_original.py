@@ -14,7 +14,8 @@ the ratio of the medians and the median of the per-round ratios (each
 other program's seconds / the first's), the load average before and after,
 the CPU, the process CPU time per update (all threads: a steadier figure
 than wall time when other processes share the cores), and our update's
-GFLOP and fraction of the matmul peak measured after the rounds. The last
+GFLOP (the math's, benchmarks/flops.py) and fraction of the matmul peak
+measured after the rounds. The last
 line is JSON {program: median seconds, 'OTHER/FIRST': ratio}.
 
 `ours:PATH` runs our train step from another checkout (an A/B of two
@@ -57,8 +58,13 @@ def ours_update(root, configs, action_size, precision='32'):
       value.numpy()
 
   def flops():
-    train_step = _load(ROOT / 'benchmarks' / 'train_step.py')
-    return train_step.update_flops(agent, data)
+    # The math's count (benchmarks/flops.py), from this checkout; a
+    # checkout without Keras-kernel modules gives none.
+    try:
+      return _load(ROOT / 'benchmarks' / 'flops.py').update_flops(
+          config, action_size, data)
+    except TypeError:
+      return None
   return update, {'cpu': cpu, 'flops': flops}
 
 
@@ -177,7 +183,8 @@ def compare(args):
       cpu_times[worker.program].append(answer['cpu'])
   stats = {}
   if args.stats and any(w.program.startswith('ours') for w in workers):
-    ours = next(w for w in workers if w.program.startswith('ours'))
+    ours = min((w for w in workers if w.program.startswith('ours')),
+               key=lambda w: w.program.partition('@')[0] != 'ours')
     stats = ours.ask('stats')
   for worker in workers:
     worker.close()

@@ -190,20 +190,31 @@ def loop_conv_transpose(x, kernel, bias):
   return out + bias
 
 
-@pytest.mark.parametrize('size,phases,act', [
-    (6, True, None), (5, True, 'relu'), (6, False, 'relu'), (5, False, None)])
+def outputs_and_gradients(layer, x, upstream):
+  """layer(x) and the gradients of Σ layer(x)·upstream for x, kernel, bias."""
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    outputs = layer(x)
+    loss = tf.reduce_sum(outputs * upstream)
+  return outputs, tape.gradient(loss, [x, layer.kernel, layer.bias])
+
+
+# Filters 5 and 16: the two ways of bias_gradient.
+@pytest.mark.parametrize('size,phases,act,filters', [
+    (6, True, None, 5), (5, True, 'relu', 5), (6, True, 'relu', 16),
+    (6, False, 'relu', 5), (5, False, None, 5)])
 def test_phase_conv_transpose_matches_loop_and_keras_gradients(
-    size, phases, act):
+    size, phases, act, filters):
   import keras
   from networks.conv import PhaseConv2DTranspose
   rng = np.random.default_rng(size)
   x = tf.constant(rng.normal(size=(3, 7, 6, 4)), tf.float32)
-  ours = PhaseConv2DTranspose(5, size, 2, phases=phases, activation=act)
-  keras_layer = keras.layers.Conv2DTranspose(5, size, 2, activation=act)
+  ours = PhaseConv2DTranspose(filters, size, 2, phases=phases, activation=act)
+  keras_layer = keras.layers.Conv2DTranspose(filters, size, 2, activation=act)
   for layer in (ours, keras_layer):
     layer.build(x.shape)
   keras_layer.kernel.assign(rng.normal(size=keras_layer.kernel.shape))
-  keras_layer.bias.assign(rng.normal(size=5))
+  keras_layer.bias.assign(rng.normal(size=filters))
   ours.kernel.assign(keras_layer.kernel)
   ours.bias.assign(keras_layer.bias)
   expected = loop_conv_transpose(
@@ -213,14 +224,35 @@ def test_phase_conv_transpose_matches_loop_and_keras_gradients(
   upstream = tf.constant(rng.normal(size=expected.shape), tf.float32)
   grads = []
   for layer in (ours, keras_layer):
-    with tf.GradientTape() as tape:
-      tape.watch(x)
-      outputs = layer(x)
-      loss = tf.reduce_sum(outputs * upstream)
+    outputs, layer_grads = outputs_and_gradients(layer, x, upstream)
     np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-5)
-    grads.append(tape.gradient(loss, [x, layer.kernel, layer.bias]))
+    grads.append(layer_grads)
   for actual, wanted in zip(*grads):
     np.testing.assert_allclose(actual, wanted, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize('height,act', [(6, 'relu'), (9, None)])
+def test_conv_by_patches_matches_keras_conv_and_gradients(height, act):
+  import keras
+  from networks.conv import Conv2D
+  rng = np.random.default_rng(height)
+  x = tf.constant(rng.normal(size=(3, height, height, 5)), tf.float32)
+  ours = Conv2D(7, 4, 2, patches=True, activation=act)
+  keras_layer = keras.layers.Conv2D(7, 4, 2, activation=act)
+  for layer in (ours, keras_layer):
+    layer.build(x.shape)
+  keras_layer.bias.assign(rng.normal(size=7))
+  ours.kernel.assign(keras_layer.kernel)
+  ours.bias.assign(keras_layer.bias)
+  upstream = tf.constant(
+      rng.normal(size=keras_layer.compute_output_shape(x.shape)), tf.float32)
+  results = []
+  for layer in (ours, keras_layer):
+    outputs, grads = outputs_and_gradients(layer, x, upstream)
+    results.append([outputs] + grads)
+  assert results[0][0].shape == results[1][0].shape
+  for actual, wanted in zip(*results):
+    np.testing.assert_allclose(actual, wanted, rtol=1e-5, atol=1e-5)
 
 
 def test_encoder_halves_give_the_whole_batch_result():
