@@ -44,10 +44,10 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
           tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), matrix),
           [-1, size, size, self.filters])
     elif self._use_phases and self.compute_dtype == 'float32':
-      relu = self.activation in (tf.nn.relu, keras.activations.relu)
+      relu = _is_relu(self.activation)
       outputs = transpose_by_phases(
           inputs, kernel, tf.convert_to_tensor(self.bias), relu)
-      return self.activation(outputs) if self.activation and not relu else outputs
+      return outputs if relu else self.activation(outputs)
     elif self._use_phases:
       outputs = crop(
           interleave(convolve_phases(inputs, kernel)), height, width, size)
@@ -71,9 +71,7 @@ def transpose_by_phases(inputs, kernel, bias, relu=False):
   the gradients of the phases and their interleave: for 3 output channels
   those kernels are 1.5× slower.
   """
-
-  # Profiles file the gradient's ops under the layer, as the tape's own.
-  scope = f'gradient_tape/{tf.get_current_name_scope()}/'
+  scope = _gradient_scope()
 
   @tf.custom_gradient
   def forward(inputs, kernel, bias):
@@ -94,6 +92,18 @@ def transpose_by_phases(inputs, kernel, bias, relu=False):
         return dx, dkernel, bias_gradient(dy)
     return outputs, grad
   return forward(inputs, kernel, bias)
+
+
+def _is_relu(activation):
+  """Whether a Keras layer's `activation` is relu, which the custom
+  gradients below fuse and mask themselves."""
+  return activation in (tf.nn.relu, keras.activations.relu)
+
+
+def _gradient_scope():
+  """The absolute name scope for a custom gradient's ops, under the
+  layer's as the tape's own are, so that profiles file them there."""
+  return f'gradient_tape/{tf.get_current_name_scope()}/'
 
 
 def bias_gradient(dy):
@@ -159,11 +169,11 @@ class Conv2D(keras.layers.Conv2D):
 
   def call(self, inputs):
     if self.compute_dtype == 'float32' and self._use_patches:
-      relu = self.activation in (tf.nn.relu, keras.activations.relu)
+      relu = _is_relu(self.activation)
       outputs = conv_by_patches(
           inputs, tf.convert_to_tensor(self.kernel),
           tf.convert_to_tensor(self.bias), self.strides[0], relu)
-      return self.activation(outputs) if self.activation and not relu else outputs
+      return outputs if relu else self.activation(outputs)
     if self.compute_dtype == 'float32':
       return super().call(inputs)
     outputs = add_bias(self.convolution_op(inputs, self.kernel), self.bias)
@@ -180,7 +190,7 @@ def conv_by_patches(inputs, kernel, bias, stride, relu=False):
   convolution kernels of oneDNN reach 40–60% of its matmul's rate. The
   gradient: dW = patchesᵀ · dy, db = Σ dy, dx = Conv2DBackpropInput(dy).
   """
-  scope = f'gradient_tape/{tf.get_current_name_scope()}/'
+  scope = _gradient_scope()
   size = kernel.shape[0]
 
   @tf.custom_gradient
