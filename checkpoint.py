@@ -22,6 +22,7 @@ import pickle
 
 import numpy as np
 
+import kept
 from config import fail
 from tools import previous_path, write_atomic
 
@@ -36,10 +37,13 @@ def exists(path):
   return any(candidate.exists() for candidate in candidates(path))
 
 
-def save_checkpoint(path, model, agent, sampler, logged=None):
+def save_checkpoint(path, model, agent, sampler, logged=None, keep=(),
+                    step=None):
   """Writes the checkpoint atomically; the one it replaces stays as
   PATH.prev until the new one is complete. `logged()`, if given, is what
-  the logdir's logs hold now (logger.Logger.mark), kept as "logged"."""
+  the logdir's logs hold now (logger.Logger.mark), kept as "logged". A
+  copy is kept if one of the environment steps `keep` is due at `step`
+  (`keep_copy`)."""
   state = {
       'version': 3, 'model': model.get_state(), 'agent': agent.get_state(),
       'sampler': sampler.get_state()}
@@ -53,6 +57,22 @@ def save_checkpoint(path, model, agent, sampler, logged=None):
     os.fsync(file.fileno())
 
   write_atomic(pathlib.Path(path), write, keep_previous=True)
+  if keep:
+    keep_copy(path, step, keep)
+
+
+def keep_copy(path, step, keep):
+  """Keeps the checkpoint at `path`, saved at environment step `step`, as
+  kept/checkpoint-STEP.npz if a step of `keep` is due (kept.due): a hard
+  link, as the file at `path` is only ever replaced, never changed.
+  Returns the copy's path or None."""
+  path = pathlib.Path(path)
+  folder = path.parent / kept.FOLDER
+  copies = kept.copies(folder, 'checkpoint', '.npz')
+  due = kept.due(keep, copies, step)
+  if due:
+    return kept.store(folder / f'checkpoint-{step}.npz', step,
+                      lambda temp: os.link(path, temp), due, step in copies)
 
 
 def load_checkpoint(path, model, agent, sampler):

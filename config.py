@@ -17,6 +17,8 @@ import sys
 import types
 import typing
 
+import kept
+
 
 class Flag(typing.NamedTuple):
   """One config key: its default, one line of help, and what is allowed
@@ -58,6 +60,12 @@ FLAGS = {
         True,
         'write GIFs of test episodes and of the open-loop predictions '
         '(agent/openl)'),
+    'keep_checkpoints': Flag(
+        '',
+        '(ours) environment steps at which a copy of the checkpoint is kept '
+        'as kept/checkpoint-STEP.npz, comma-separated (e.g. 5000,25000); a '
+        'step already passed keeps the first checkpoint after it, under that'
+        ' later step'),
     'gpu_growth': Flag(True, 'let TensorFlow allocate GPU memory as needed'),
     'precision': Flag(
         '16',
@@ -288,6 +296,7 @@ def check_config(config):
           f'{", ".join(wrong)} does not fit an Atari task (one-hot actions, '
           f'images only): pass --action_dist onehot --expl epsilon_greedy; '
           f'the paper also used {ATARI_FLAGS}')
+  kept.parse(config['keep_checkpoints'])
   try:
     re.compile(config['weight_decay_pattern'])
   except re.error as error:

@@ -32,6 +32,7 @@ import numpy as np
 
 import checkpoint
 import devices
+import kept
 import replay
 import runlock
 import tools
@@ -153,10 +154,12 @@ def build(config, strategy, env, logger, step, progress, rng):
       across=wrappers.check_task(config.task)[0] == 'gym')
   progress.replay = sampler.memory
   path = config.logdir / checkpoint.NAME
+  keep = kept.parse(config.keep_checkpoints)
   agent = Agent(
       config, model, replay.batches(sampler, config.batch_size), logger, step,
       progress, rng, save=lambda agent: checkpoint.save_checkpoint(
-          path, model, agent, sampler, logged=lambda: logger.mark(step.value)))
+          path, model, agent, sampler, logged=lambda: logger.mark(step.value),
+          keep=keep, step=step.value))
   if checkpoint.exists(path):
     print('Load checkpoint.', flush=True)
     checkpoint.load_checkpoint(path, model, agent, sampler)
@@ -475,7 +478,7 @@ def hold_logdir(logdir, command):
     try:
       yield
     except tools.WriteError as error:
-      fail(f'{error}; {kept(logdir)}; {WHEN.get(error.errno, WHEN[0])} the '
+      fail(f'{error}; {what_is_kept(logdir)}; {WHEN.get(error.errno, WHEN[0])} the '
            f'same command resumes: {command}')
 
 
@@ -484,7 +487,7 @@ WHEN = {errno.ENOSPC: 'once there is room,', errno.EDQUOT: 'once there is '
         0: 'once the logdir is writable again,'}
 
 
-def kept(logdir):
+def what_is_kept(logdir):
   """What a stopped run's logdir holds: its checkpoint's step, episodes."""
   mark = checkpoint.logged_mark(logdir / checkpoint.NAME)
   saved = ('no checkpoint yet' if mark == {} else

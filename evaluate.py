@@ -123,7 +123,10 @@ def load_model(config, path, env):
     config_module.fail(
         f'{path} does not fit the config ({error}); pass the config flags '
         f'of the run that wrote it', PROG)
-  return model, {'updates': state.get('agent', {}).get('updates')}
+  recorded = {'updates': state.get('agent', {}).get('updates')}
+  if state.get('logged'):  # Absent in checkpoints of earlier versions.
+    recorded['step'] = state['logged']['step']
+  return model, recorded
 
 
 def output_folder(options, step):

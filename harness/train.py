@@ -1,7 +1,8 @@
 """Trains the ORIGINAL Dreamer (danijar/dreamer, TF 2.2) with its own main()
 on today's stack, so that its learning can be compared with the port's.
 
-    python original_train.py --original PATH [--force] [its flags...]
+    python original_train.py --original PATH [--force]
+        [--keep_checkpoints STEPS] [its flags...]
     e.g. --logdir DIR --task dmc_cartpole_balance --precision 32
 
 PATH is a checkout of the original (harness.compat.check_checkout must
@@ -25,6 +26,11 @@ Replaced from outside its files, only where it cannot run here:
   `thread`: every environment is already a process of its own;
 - `tools.encode_gif` (ffmpeg binary, numpy's removed `tostring`): GIF
   bytes from imageio instead, for the same TensorBoard summaries.
+- the agent is a subclass of the original's Dreamer (harness/agent.py)
+  that stops cleanly on SIGTERM or Ctrl-C (variables.pkl saved at the
+  start of a training episode) and, with `--keep_checkpoints 5000,25000`
+  (ours, as dreamer.py's), keeps copies of its variables as
+  LOGDIR/kept/variables-STEP.pkl at those environment steps.
 - The original never uses `--seed`: here it seeds Python's and NumPy's
   global generators and the environments (train env i: seed + i, test env
   i: seed + 10000 + i, as the port). Not TensorFlow's (see seed_globals).
@@ -35,6 +41,8 @@ import os
 import pathlib
 import random
 import sys
+
+import kept  # ours: the standard library only
 
 ENV_TIMEOUT = 300  # seconds an environment worker may take to answer
 
@@ -70,11 +78,15 @@ def seed_globals(seed):
 
 
 def parse(argv):
-  """(checkout path, force, the original's config as its __main__ parses
-  it). Loads the original (TensorFlow) on the way."""
+  """(checkout path, force, kept steps, the original's flags). Loads the
+  original (TensorFlow) on the way."""
   pre = argparse.ArgumentParser(add_help=False)
   pre.add_argument('--original', type=pathlib.Path)
   pre.add_argument('--force', action='store_true')
+  pre.add_argument(
+      '--keep_checkpoints', default='',
+      help='(ours) environment steps at which a copy of variables.pkl is '
+      'kept as kept/variables-STEP.pkl, comma-separated')
   known, rest = pre.parse_known_args(argv)
   if known.original is None:
     argparse.ArgumentParser(
@@ -82,11 +94,15 @@ def parse(argv):
         description='Trains the original Dreamer with its own main(); '
                     'the other flags are the original\'s.').error(
         '--original PATH (a checkout of danijar/dreamer) is required')
-  return known.original.expanduser(), known.force, rest
+  try:
+    keep = kept.parse(known.keep_checkpoints)
+  except ValueError as error:
+    sys.exit(f'original_train.py: error: {error}')
+  return known.original.expanduser(), known.force, keep, rest
 
 
 def main(argv=None):
-  path, force, rest = parse(sys.argv[1:] if argv is None else argv)
+  path, force, keep, rest = parse(sys.argv[1:] if argv is None else argv)
 
   import devices  # ours: only reads and sets the environment here
   print(devices.choose_onednn(), flush=True)
@@ -113,7 +129,7 @@ def main(argv=None):
         f'--{key}', type=original.tools.args_type(value), default=value)
   config = parser.parse_args(rest)
 
-  from harness import env
+  from harness import agent, env
   seed_globals(config.seed)
 
   replaced = [
@@ -128,16 +144,27 @@ def main(argv=None):
                     'already; a forked TensorFlow process hangs here)')
   original.dreamer.make_env = env.EnvFactory(original, ENV_TIMEOUT)
   original.tools.encode_gif = encode_gif
+  original.dreamer.Dreamer = agent.subclass(
+      original.dreamer.Dreamer, config.logdir, keep)
+  replaced.append(
+      'Dreamer -> a subclass that stops cleanly on SIGTERM' + (
+          f' and keeps copies at steps {", ".join(map(str, keep))}'
+          if keep else ''))
   print(f'Original Dreamer {commit or "(unknown commit, --force)"} from '
         f'{original.path}; replaced: {"; ".join(replaced)}; --seed '
         f'{config.seed} seeds Python/NumPy and the envs (train seed+i, '
         f'test seed+10000+i).', flush=True)
   import runlock  # ours: the standard library and filelock only
+  agent.handle_signals()
   try:
     with runlock.LogdirLock(config.logdir):  # One run per logdir, as ours.
       original.dreamer.main(config)
   except runlock.LogdirLocked as error:
     sys.exit(f'error: {error}')
+  except agent.Stopped as stop:
+    print(f'Stopped at step {stop.args[0]:,}: variables.pkl and the episodes '
+          f'are saved. Resume with the same command.', flush=True)
+    return 0
   except KeyboardInterrupt:
     print('Interrupted; the same command resumes from variables.pkl and '
           'the episodes in the logdir.', flush=True)
