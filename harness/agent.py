@@ -67,8 +67,18 @@ def subclass(dreamer_class, logdir, keep=()):
       due = kept.due(keep, copies, step)
       if due and (trained or step not in copies):
         kept.store(folder / f'variables-{step}.pkl', step,
-                   lambda temp: dreamer_class.save(self, temp), due,
+                   lambda temp: self._save_at(temp, step), due,
                    step in copies)
+
+    def _save_at(self, filename, step):
+      """The original's save with its step variable at `step` (a training
+      call has already counted its own step when the copy is made)."""
+      now = self._step.numpy()
+      self._step.assign(step)
+      try:
+        dreamer_class.save(self, filename)
+      finally:
+        self._step.assign(now)
 
   return Harnessed
 

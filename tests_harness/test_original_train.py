@@ -16,6 +16,9 @@ original needs tf_keras and its modules' names clash with ours.
 import json
 import os
 import pathlib
+import pickle
+import re
+import signal
 import subprocess
 import sys
 
@@ -183,10 +186,11 @@ TINY = (
     '--log_images False').split()
 
 
-def run_original(checkout, logdir, steps):
+def run_original(checkout, logdir, steps, *flags):
   command = [
       sys.executable, str(ROOT / 'original_train.py'), '--original',
-      str(checkout), '--logdir', str(logdir), *TINY, '--steps', str(steps)]
+      str(checkout), '--logdir', str(logdir), *TINY, '--steps', str(steps),
+      *flags]
   result = subprocess.run(
       command, env=_env(), cwd=ROOT, capture_output=True, text=True,
       timeout=600)
@@ -197,7 +201,7 @@ def run_original(checkout, logdir, steps):
 @pytest.mark.slow
 def test_tiny_original_run_and_resume(checkout, tmp_path):
   logdir = tmp_path / 'original'
-  out = run_original(checkout, logdir, 120)
+  out = run_original(checkout, logdir, 120, '--keep_checkpoints', '80,100,140')
   assert 'replaced:' in out and 'dreamer.make_env' in out
   assert 'Load checkpoint.' not in out
   lines = [json.loads(line) for line in
@@ -212,14 +216,68 @@ def test_tiny_original_run_and_resume(checkout, tmp_path):
     assert episode['position'].dtype == np.float32
   assert (logdir / 'variables.pkl').exists()
   assert list(logdir.glob('events.out.tfevents.*'))
+  # Kept: 80 after the pretrain in the test episode's first call, 100 at the
+  # first call at 100 (no training due there).
+  assert re.findall(r'Kept the checkpoint of step (\d+)', out) == ['80', '100']
+  first = {path.name: path.read_bytes()
+           for path in (logdir / 'kept').glob('variables-*.pkl')}
+  assert sorted(first) == ['variables-100.pkl', 'variables-80.pkl']
+  with open(logdir / 'kept' / 'variables-80.pkl', 'rb') as file:
+    assert int(pickle.load(file)[0]) == 80  # The agent's step variable.
 
-  out = run_original(checkout, logdir, 160)
+  out = run_original(checkout, logdir, 160, '--keep_checkpoints', '80,100,140')
   assert 'Load checkpoint.' in out
+  assert re.findall(r'Kept the checkpoint of step (\d+)', out) == ['140']
+  assert {name: (logdir / 'kept' / name).read_bytes()
+          for name in first} == first
+  # Ours evaluates a kept copy, at the step it was kept.
+  result = subprocess.run(
+      [sys.executable, str(ROOT / 'evaluate.py'), '--logdir', str(logdir),
+       '--checkpoint', str(logdir / 'kept' / 'variables-140.pkl'),
+       '--episodes', '1', '--video', 'none', '--task', 'dmc_cartpole_balance',
+       '--cnn_depth', '4', '--deter_size', '16', '--stoch_size', '4',
+       '--num_units', '16', '--batch_length', '8', '--time_limit', '40',
+       '--precision', '32'],
+      capture_output=True, text=True, timeout=600, cwd=ROOT, env=_env())
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert json.loads((logdir / 'eval' / '140' / 'summary.json').read_text())[
+      'step'] == 140
   assert 'Prefill dataset with 0 steps.' in out
   assert len(list((logdir / 'episodes').glob('*.npz'))) == 4
   steps = [json.loads(line)['step'] for line in
            (logdir / 'metrics.jsonl').read_text().splitlines()]
   assert max(steps) == 160
+
+
+@pytest.mark.slow
+def test_sigterm_stops_at_a_training_episodes_start_and_resumes(
+    checkout, tmp_path):
+  logdir = tmp_path / 'original'
+  process = subprocess.Popen(
+      [sys.executable, str(ROOT / 'original_train.py'), '--original',
+       str(checkout), '--logdir', str(logdir), *TINY, '--steps', '1000'],
+      env=dict(_env(), PYTHONUNBUFFERED='1'), cwd=ROOT, text=True,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  lines = []
+  for line in process.stdout:
+    lines.append(line)
+    if line.startswith('Start collection.'):
+      process.send_signal(signal.SIGTERM)
+      break
+  out = ''.join(lines) + process.communicate(timeout=600)[0]
+  assert process.returncode == 0, out[-3000:]
+  assert 'SIGTERM: stopping at the start of the next training episode' in out
+  step = int(re.search(
+      r'Stopped at step ([\d,]+): variables.pkl and the episodes are saved',
+      out).group(1).replace(',', ''))
+  episodes = list((logdir / 'episodes').glob('*.npz'))
+  assert step == 40 * len(episodes)  # 20 agent steps of 2 each: all saved.
+  with open(logdir / 'variables.pkl', 'rb') as file:
+    assert int(pickle.load(file)[0]) == step
+
+  out = run_original(checkout, logdir, step + 40)
+  assert 'Load checkpoint.' in out and 'Prefill dataset with 0 steps.' in out
+  assert len(list((logdir / 'episodes').glob('*.npz'))) == len(episodes) + 1
 
 
 def test_a_logdir_in_use_is_refused(checkout, tmp_path):
