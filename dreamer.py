@@ -35,6 +35,7 @@ import devices
 import kept
 import replay
 import runlock
+import tasks
 import tools
 import workers
 import wrappers
@@ -151,7 +152,7 @@ def build(config, strategy, env, logger, step, progress, rng):
       config.logdir / 'episodes', config.batch_length, config.dataset_balance,
       rescan=config.train_steps, seed=config.seed,
       memory=replay.replay_bytes(config.replay_memory),
-      across=wrappers.check_task(config.task)[0] == 'gym')
+      across=tasks.parse(config.task)[0] == 'gym')
   progress.replay = sampler.memory
   path = config.logdir / checkpoint.NAME
   keep = kept.parse(config.keep_checkpoints)
@@ -501,7 +502,7 @@ def what_is_kept(logdir):
 def start(config, onednn, argv):
   """The run, in a logdir this process holds."""
   try:
-    wrappers.check_task(config.task, known=True, config=config)
+    tasks.check([config.task], {config.task: config})
     check_logdir(config, saved_config(config.logdir))
   except ValueError as error:
     fail(error)

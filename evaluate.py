@@ -26,9 +26,9 @@ import config as config_module
 import devices
 import dreamer
 import replay
+import tasks
 import tools
 import workers
-import wrappers
 from driver import Driver
 from logger import encode_gif, tile_video, to_rgb_uint8
 
@@ -212,7 +212,7 @@ def main(argv=None):
   options, config = parse(sys.argv[1:] if argv is None else argv)
   path = checkpoint_path(options)
   try:
-    wrappers.check_task(config.task, known=True, config=config)
+    tasks.check([config.task], {config.task: config})
   except ValueError as error:
     config_module.fail(error, PROG)
   config.precision, _, _ = devices.setup(

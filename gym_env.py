@@ -29,16 +29,11 @@ import warnings
 
 import numpy as np
 
-from wrappers import (
+from spaces import (
     Space, image_space, resize_frame, state_array, state_space)
 
 # Observation keys of our own, which a Dict observation's keys must avoid.
 RESERVED = ('image', 'action', 'reward', 'discount', 'is_first')
-
-
-def is_gym(task):
-  """True for 'gym_ID' and 'MODULE:FUNCTION'."""
-  return task.startswith('gym_') or ':' in task
 
 
 def build(task, size=(64, 64)):
@@ -226,7 +221,7 @@ def frame(image, size):
 def check(task, obs='image', action_dist='tanh_normal', expl=None):
   """Builds `task` once, checks its spaces against the flags and, for
   images, renders a frame after reset; ValueError of one line if anything
-  does not fit or raises. Run it in a spawned process (wrappers.check_task)."""
+  does not fit or raises. Run it in a spawned process (tasks.check)."""
   try:
     with warnings.catch_warnings():  # Gymnasium's, which would add lines.
       warnings.simplefilter('ignore')

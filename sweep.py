@@ -34,6 +34,7 @@ import config
 import plotting
 import replay
 import runlock
+import tasks
 
 ROOT = pathlib.Path(__file__).resolve().parent
 # The paper's 20 DeepMind Control tasks (the runs of the original's
@@ -85,49 +86,35 @@ def expand_tasks(tasks):
   return list(dict.fromkeys(names))
 
 
-def check_flags(tasks, flags):
+def check_flags(task_list, flags):
   """The config of every task with `flags` (dreamer.py's flags without
-  --logdir, --task and --seed), or dreamer.py's one-line error (exit 2)."""
+  --logdir, --task and --seed), once every task is known to exist
+  (tasks.check, as dreamer.py checks it); else dreamer.py's one-line error
+  (exit 2)."""
   for key in SET_BY_SWEEP:
     if any(flag == f'--{key}' or flag.startswith(f'--{key}=')
            for flag in flags):
       fail(f'--{key} is set by the sweep for each run (pass --logdir, '
            f'--tasks and --seeds of sweep.py)')
   configs = {task: config.parse_args(
-      ['--logdir', '.', '--task', task] + list(flags)) for task in tasks}
-  error = check_tasks(tasks)
-  if error:
+      ['--logdir', '.', '--task', task] + list(flags)) for task in task_list}
+  try:
+    tasks.check(task_list, configs)
+  except ValueError as error:
     config.fail(error)
   return configs
 
 
-def check_tasks(tasks):
-  """The first task's error that dm_control or the ALE does not know
-  (asked in one spawned process, as dreamer.py does), or None."""
-  import multiprocessing
-  import wrappers
-  try:
-    for task in tasks:
-      wrappers.check_task(task)
-  except ValueError as error:
-    return str(error)
-  import sweep  # By its module name, which the spawned process imports.
-  context = multiprocessing.get_context('spawn')
-  with wrappers.main_module_hidden(), context.Pool(1) as pool:
-    return pool.apply(sweep._unknown_task, (tasks,))
-
-
-def _unknown_task(tasks):
-  import wrappers
-  for task in tasks:
-    suite, name = wrappers.check_task(task)
-    lookup = (wrappers._dmc_domain_task if suite == 'dmc'
-              else wrappers._atari_rom)
-    try:
-      lookup(name)
-    except ValueError as error:
-      return str(error)
-  return None
+def absolute_pythonpath(environ):
+  """`environ` with PYTHONPATH's folders made absolute: the runs start in
+  this checkout's folder, where a relative one (PYTHONPATH=. for a
+  MODULE:FUNCTION task's module) would name another folder."""
+  paths = environ.get('PYTHONPATH')
+  if not paths:
+    return dict(environ)
+  return dict(environ, PYTHONPATH=os.pathsep.join(
+      str(pathlib.Path(path).absolute()) for path in paths.split(os.pathsep)
+      if path))
 
 
 # --- What a run's folder says -----------------------------------------------
@@ -231,7 +218,7 @@ def start_child(run, python=None):
   log.write(f'sweep: dreamer.py started {time.strftime("%Y-%m-%d %H:%M:%S")}'
             f' on {os.uname().nodename}' + (
                 f', SLURM_RESTART_COUNT={restarts}' if restarts else '') + '\n')
-  env = dict(os.environ, PYTHONUNBUFFERED='1')
+  env = dict(absolute_pythonpath(os.environ), PYTHONUNBUFFERED='1')
   child = subprocess.Popen(
       [python or sys.executable, str(ROOT / 'dreamer.py')] + run.argv,
       stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,

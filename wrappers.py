@@ -19,70 +19,15 @@ This module never imports TensorFlow; it imports dm_control and ale_py only
 inside the environments, i.e. in the worker.
 """
 
-import collections
 import logging
-import multiprocessing
 import os
 
 import numpy as np
 
-from workers import main_module_hidden
-
-
-class Space(collections.namedtuple(
-    'Space', 'shape dtype low high discrete', defaults=(False,))):
-  """Shape, dtype and bounds of an observation or action (gym's Box); a
-  `discrete` action is a one-hot vector over shape[-1] choices."""
-
-  __slots__ = ()
-
-  def sample(self, rng):
-    """A uniform sample (a uniform one-hot if discrete), from a numpy
-    Generator."""
-    if self.discrete:
-      return np.eye(self.shape[-1], dtype=self.dtype)[
-          rng.integers(self.shape[-1])]
-    return rng.uniform(self.low, self.high, self.shape).astype(self.dtype)
-
-
-SUITES = ('dmc', 'atari')
-
-
-def check_task(task, known=False, config=None):
-  """Returns (suite, name) of 'SUITE_NAME' without importing dm_control;
-  suite 'gym' for 'gym_ID' and 'MODULE:FUNCTION' (name: the whole task).
-
-  With `known`, also checks that dm_control or the Arcade Learning
-  Environment has the task, asking a spawned process (a second or two),
-  and lists the valid ones if not; a Gymnasium task is built there once and
-  checked against `config` (obs, action_dist, expl) by gym_env.check.
-  """
-  import gym_env
-  if gym_env.is_gym(task):
-    if known:
-      flags = {key: getattr(config, key) for key in (
-          'obs', 'action_dist', 'expl')} if config else {}
-      context = multiprocessing.get_context('spawn')
-      with main_module_hidden(), context.Pool(1) as pool:
-        pool.apply(gym_env.check, (task,), flags)
-    return 'gym', task
-  suite, _, name = task.partition('_')
-  if suite not in SUITES or not name:
-    raise ValueError(
-        f"task '{task}': unknown suite '{suite}'; use dmc_DOMAIN_TASK, e.g. "
-        f"dmc_walker_walk, atari_GAME, e.g. atari_pong, gym_ID, e.g. "
-        f"gym_HalfCheetah-v5, or MODULE:FUNCTION (a Gymnasium factory)")
-  if suite == 'dmc':
-    domain, _, rest = name.partition('_')
-    if not domain or not rest:
-      raise ValueError(
-          f"task '{task}' must look like dmc_DOMAIN_TASK, e.g. dmc_walker_walk")
-  if known:
-    lookup = _dmc_domain_task if suite == 'dmc' else _atari_rom
-    context = multiprocessing.get_context('spawn')
-    with main_module_hidden(), context.Pool(1) as pool:
-      pool.apply(lookup, (name,))
-  return suite, name
+import gym_env
+import tasks
+from spaces import (
+    Space, image_space, resize_frame, state_array, state_space)
 
 
 def make_env(task, action_repeat, time_limit, size=(64, 64), seed=0,
@@ -93,9 +38,8 @@ def make_env(task, action_repeat, time_limit, size=(64, 64), seed=0,
   `image` False leaves DeepMind Control frames unrendered; `life_done`
   ends Atari episodes at every lost life.
   """
-  suite, name = check_task(task)
+  suite, name = tasks.parse(task)
   if suite == 'gym':
-    import gym_env
     env = ActionRepeat(gym_env.GymEnv(name, size, seed, image), action_repeat)
     discrete = env.act_space.shape == ()
     env = OneHotAction(env) if discrete else NormalizeActions(env)
@@ -129,7 +73,7 @@ class DeepMindControl:
     os.environ.setdefault('MUJOCO_GL', 'egl')
     from dm_control import suite
     _quiet_settotalmass()
-    domain, task = _dmc_domain_task(name, suite.ALL_TASKS)
+    domain, task = dmc_domain_task(name, suite.ALL_TASKS)
     self._env = suite.load(domain, task, task_kwargs={'random': seed})
     self._size = tuple(size)
     self._image = image
@@ -181,35 +125,7 @@ class DeepMindControl:
     return obs
 
 
-def state_array(value):
-  """A state observation as float32 with at least one axis (scalars (1,))."""
-  value = np.asarray(value, np.float32)
-  return value.reshape((1,)) if value.ndim == 0 else value
-
-
-def resize_frame(image, size):
-  """A uint8 RGB frame resized bilinearly to `size` (height, width)."""
-  from PIL import Image
-  return np.asarray(Image.fromarray(image).resize(
-      tuple(size)[::-1], Image.BILINEAR), np.uint8)
-
-
-def state_space(shape):
-  """An unbounded float32 array; a scalar is served with shape (1,)."""
-  shape = tuple(shape) or (1,)
-  return Space(shape, np.dtype(np.float32),
-               np.full(shape, -np.inf, np.float32),
-               np.full(shape, np.inf, np.float32))
-
-
-def image_space(size):
-  """A uint8 RGB frame of `size` (height, width)."""
-  shape = tuple(size) + (3,)
-  return Space(shape, np.dtype(np.uint8), np.zeros(shape, np.uint8),
-               np.full(shape, 255, np.uint8))
-
-
-def _dmc_domain_task(name, all_tasks=None):
+def dmc_domain_task(name, all_tasks=None):
   """Resolves 'walker_walk', 'cup_catch' or 'point_mass_easy'."""
   if all_tasks is None:
     os.environ.setdefault('MUJOCO_GL', 'egl')
@@ -316,7 +232,7 @@ class Atari:
     self._ale = ale_py.ALEInterface()
     self._ale.setInt('random_seed', seed)
     self._ale.setFloat('repeat_action_probability', 0.25 if sticky else 0.0)
-    self._ale.loadROM(_atari_rom(game))
+    self._ale.loadROM(atari_rom(game))
     self._actions = self._ale.getMinimalActionSet()
     self._repeat = action_repeat
     self._size = tuple(size)
@@ -392,7 +308,7 @@ class OneHotAction(Wrapper):
     return self._env.step(index, render=render)
 
 
-def _atari_rom(game):
+def atari_rom(game):
   """The ROM path of an Atari game such as 'pong' or 'space_invaders'.
 
   ale-py ships a few ROMs its emulator does not support (combat, joust,

@@ -14,7 +14,7 @@ import numpy as np
 
 import config
 import replay
-from wrappers import Space
+from spaces import Space
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -29,6 +29,11 @@ def make_cartpole():
   return gymnasium.make('CartPole-v1')
 
 
+def make_pendulum():
+  """A Box environment, served from state."""
+  return gymnasium.make('Pendulum-v1')
+
+
 def make_list():
   return [gymnasium.make('CartPole-v1')]
 

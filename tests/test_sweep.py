@@ -104,6 +104,31 @@ def test_an_unknown_task_is_refused(tmp_path):
   assert not (tmp_path / 'sweep').exists()
 
 
+def test_a_factory_that_the_runs_cannot_import_is_refused(tmp_path):
+  result = sweep_run(command(tmp_path / 'sweep', tasks=['no_such_module:make']))
+  assert result.returncode == 2 and result.stderr.count('\n') == 1
+  assert ("cannot import module 'no_such_module' of --task no_such_module:make"
+          in result.stderr and 'PYTHONPATH' in result.stderr)
+  assert not (tmp_path / 'sweep').exists()
+
+
+@pytest.mark.slow
+def test_gymnasium_ids_and_factories_run_like_any_task(tmp_path):
+  # Started from tests/ with PYTHONPATH=., as a user with a file of their own
+  # would: the runs start in the checkout, so the sweep makes it absolute.
+  args = command(tmp_path / 'sweep', '--obs', 'proprio', '--time_limit', '60',
+                 tasks=['gym_Pendulum-v1', 'test_gym:make_pendulum'],
+                 seeds=(0,), steps=160)
+  env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2',
+             PYTHONPATH='.')
+  result = subprocess.run(args, capture_output=True, text=True,
+                          cwd=ROOT / 'tests', env=env, timeout=600)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  for task in ('gym_Pendulum-v1', 'test_gym:make_pendulum'):
+    assert re.search(rf'{re.escape(task)}\s+seed 0\s+step\s+\d+ of 160 .* '
+                     r'done', result.stdout), result.stdout
+
+
 def test_paper_is_the_papers_twenty_tasks(tmp_path):
   assert len(sweep.PAPER_TASKS) == 20
   reference = ROOT.parent / 'shared' / 'reference' / 'scores' / 'dreamer.json'

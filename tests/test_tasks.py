@@ -9,6 +9,7 @@ import dreamer
 import replay
 import models
 import networks
+import tasks
 import tools
 import wrappers
 from helpers import read_metrics, run_dreamer, tiny_config, tiny_flags as flags
@@ -105,8 +106,8 @@ def test_atari_frames_are_the_max_of_the_last_two():
 
 def test_unsupported_atari_roms_are_not_offered():
   with pytest.raises(ValueError, match="unknown Atari game 'atari_joust'"):
-    wrappers.check_task('atari_joust', known=True)
-  wrappers.check_task('atari_space_invaders', known=True)
+    tasks.check(['atari_joust'])
+  assert tasks.check(['atari_space_invaders']) == [('atari', 'space_invaders')]
 
 
 def test_one_hot_actions_are_checked():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import tasks
 import wrappers
 from helpers import FakeEnv
 
@@ -74,4 +75,4 @@ def test_time_limit_needs_reset():
 ])
 def test_check_task_errors(task, message):
   with pytest.raises(ValueError, match=message):
-    wrappers.check_task(task)
+    tasks.parse(task)
