@@ -11,9 +11,18 @@ it opens it, so the holder's pid, host and start time live beside it in
 LOGDIR/.lock-holder.json, written atomically after the lock is taken. Where
 the filesystem cannot lock files (some network filesystems), `__enter__`
 prints one warning line and the run goes on unlocked.
+
+A probe never turns a run away. `holder()` never takes the exclusive lock:
+it asks for a shared one on a read-only descriptor and closes it at once,
+so probes never conflict with each other, and with a run starting only
+between their flock and close system calls. `__enter__` tries the lock
+every POLL seconds for up to WAIT seconds before it refuses, so a run that
+meets a probe waits a moment instead; a second run is refused after WAIT
+seconds.
 """
 
 import errno
+import fcntl
 import json
 import os
 import pathlib
@@ -26,6 +35,10 @@ LOCK_NAME = '.lock'
 HOLDER_NAME = '.lock-holder.json'
 # What flock raises where the filesystem cannot lock.
 _NO_LOCKING = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL}
+# What flock raises where another process holds the lock.
+_HELD = {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}
+WAIT = 2.0  # Seconds `__enter__` tries the lock before it refuses.
+POLL = 0.01  # Seconds between its tries.
 
 
 class LogdirLocked(Exception):
@@ -36,10 +49,11 @@ class LogdirLocked(Exception):
 class LogdirLock:
   """Context manager: holds LOGDIR/.lock from `__enter__` to `__exit__`.
 
-  `__enter__` creates the logdir if needed and takes the lock without
-  waiting: LogdirLocked if a live process holds it; OSError if the logdir
-  cannot be created or written; one warning line and no lock where the
-  filesystem cannot lock. Then it writes .lock-holder.json, which
+  `__enter__` creates the logdir if needed and takes the lock, trying for
+  up to WAIT seconds (a probe, `holder()`, is in its way for microseconds):
+  LogdirLocked if a live process holds it all that time; OSError if the
+  logdir cannot be created or written; one warning line and no lock where
+  the filesystem cannot lock. Then it writes .lock-holder.json, which
   `__exit__` removes before it releases the lock.
   """
 
@@ -51,7 +65,7 @@ class LogdirLock:
   def __enter__(self):
     self.logdir.mkdir(parents=True, exist_ok=True)
     try:
-      self._lock.acquire(blocking=False)
+      self._lock.acquire(timeout=WAIT, poll_interval=POLL)
     except filelock.Timeout:
       raise LogdirLocked(_locked_message(self.logdir)) from None
     except OSError as error:
@@ -75,20 +89,30 @@ class LogdirLock:
 
 def holder(logdir):
   """None if no live process holds `logdir`'s lock; else the holder's
-  {"pid", "host", "started"} ({} if it has not written them yet). Tries
-  the lock without waiting and releases it at once."""
+  {"pid", "host", "started"} ({} if it has not written them yet). Never
+  takes the run's lock (`_is_held`)."""
   logdir = pathlib.Path(logdir).expanduser()
-  if not (logdir / LOCK_NAME).exists():
-    return None
-  lock = _file_lock(logdir)
   try:
-    lock.acquire(blocking=False)
-  except filelock.Timeout:
-    return _read_holder(logdir)
+    held = _is_held(logdir / LOCK_NAME)
   except OSError:
-    return None  # Read-only or unlockable: nobody can hold it.
-  lock.release()
-  return None
+    return None  # No lock file, or a filesystem that cannot lock.
+  return _read_holder(logdir) if held else None
+
+
+def _is_held(path):
+  """Whether a process holds `path`'s exclusive lock: True if a shared
+  lock (which only the exclusive one conflicts with) is refused, else
+  False; the shared lock, if granted, ends at once with its descriptor."""
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except OSError as error:
+    if error.errno in _HELD:
+      return True
+    raise
+  finally:
+    os.close(fd)
+  return False
 
 
 def _file_lock(logdir):

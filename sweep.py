@@ -24,6 +24,7 @@ until the run reaches --steps.
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -55,6 +56,11 @@ LOG_NAME = 'sweep.log'
 EXIT_NAME = 'sweep-exit.json'
 SLURM_NAME = 'sweep-slurm.json'
 SET_BY_SWEEP = ('logdir', 'task', 'seed')
+STARTED = 'sweep: dreamer.py started'  # The line before each attempt's output.
+# dreamer.py's own error lines (config.fail; a worker failure, non-finite
+# gradients), and the prefix of TensorFlow's and absl's log lines.
+OWN_ERROR = ('dreamer.py: error: ', 'error: ')
+TF_LOG = re.compile(r'[IWEF]\d{4} ')
 STOP_GRACE = 60  # Seconds a run that stopped short waits for its requeue.
 
 
@@ -168,7 +174,8 @@ def state_of(run, steps, action_repeat):
   """(state, step, detail) of a run: done (step ≥ steps), running (a live
   process holds its logdir, or its SLURM job runs), pending (never started,
   or its SLURM job waits), failed (its last attempt exited with an error;
-  detail: that error's line), stopped (started, short of its steps)."""
+  detail: 'exit code N: its error line'), stopped (started, short of its
+  steps; detail: 'killed by SIGNAL' if a signal ended its last attempt)."""
   step = steps_done(run.logdir, action_repeat)
   if step >= steps:
     return 'done', step, ''
@@ -177,11 +184,12 @@ def state_of(run, steps, action_repeat):
   slurm = queued(run.logdir)
   if slurm:
     return slurm, step, ''
-  last = read_json(run.logdir / EXIT_NAME)
-  if last and last.get('failed'):
+  last = read_json(run.logdir / EXIT_NAME) or {}
+  killed = signal_name(last.get('code'))
+  if last.get('failed') and not killed:  # Older records failed signals too.
     return 'failed', step, last.get('error', '')
   if step or (run.logdir / 'checkpoint.npz').exists() or last:
-    return 'stopped', step, ''
+    return 'stopped', step, f'killed by {killed}' if killed else ''
   return 'pending', step, ''
 
 
@@ -215,7 +223,7 @@ def start_child(run, python=None):
   run.logdir.mkdir(parents=True, exist_ok=True)
   log = open(run.logdir / LOG_NAME, 'a', buffering=1)
   restarts = os.environ.get('SLURM_RESTART_COUNT')
-  log.write(f'sweep: dreamer.py started {time.strftime("%Y-%m-%d %H:%M:%S")}'
+  log.write(f'{STARTED} {time.strftime("%Y-%m-%d %H:%M:%S")}'
             f' on {os.uname().nodename}' + (
                 f', SLURM_RESTART_COUNT={restarts}' if restarts else '') + '\n')
   env = dict(absolute_pythonpath(os.environ), PYTHONUNBUFFERED='1')
@@ -237,23 +245,64 @@ def _prepare_child():
 
 
 def record_exit(run, code, stopped=False, any_code=False):
-  """RUN/sweep-exit.json: the exit code, whether the sweep or the scheduler
-  had asked the run to stop, and, for an error, the last error line of
-  RUN/sweep.log; returns that line ('' for none). A run asked to stop that
-  exits 0 or on the signal (with `any_code`, in any way) is stopped, not
-  failed."""
-  failed = code and not (stopped and (
-      any_code or code in (0, -signal.SIGTERM)))
-  error = ''
-  if failed:
-    lines = [line for line in (run.logdir / LOG_NAME).read_text(
-        errors='replace').splitlines() if line.strip()]
-    errors = [line for line in lines if 'error' in line.lower()]
-    error = (errors or lines or [f'exit code {code}'])[-1].strip()[:300]
-  text = json.dumps({'code': code, 'failed': bool(failed), 'error': error,
+  """RUN/sweep-exit.json: the exit code, the signal that ended the run (or
+  null), whether it failed and its error (`error_of`); returns that error
+  ('' for none). A run ended by a signal is stopped, not failed (the same
+  command resumes it), and so is one the sweep or the scheduler had asked
+  to stop that exits 0 or, with `any_code`, in any way."""
+  killed = signal_name(code)
+  failed = bool(code) and not killed and not (stopped and any_code)
+  error = error_of(run, code) if failed else ''
+  text = json.dumps({'code': code, 'failed': failed, 'error': error,
+                     'signal': killed,
                      'time': time.strftime('%Y-%m-%d %H:%M:%S')})
   (run.logdir / EXIT_NAME).write_text(text + '\n')
   return error
+
+
+def signal_name(code):
+  """The name of the signal that ended a process of exit `code` (negative,
+  as subprocess reports it, or 128 + N, as a shell does), e.g. 'SIGKILL';
+  None if no signal did."""
+  if not isinstance(code, int) or 0 <= code <= 128:
+    return None
+  try:
+    return signal.Signals(-code if code < 0 else code - 128).name
+  except ValueError:
+    return None
+
+
+def error_of(run, code):
+  """'exit code N: LINE' of a failed attempt: LINE dreamer.py's last error
+  line in RUN/sweep.log, else the last line of a Python traceback; just
+  'exit code N' if there is neither."""
+  lines = last_attempt(run.logdir / LOG_NAME)
+  own = [line for line in lines if line.startswith(OWN_ERROR)]
+  line = own[-1] if own else exception_line(lines)
+  return (f'exit code {code}' + (f': {line.strip()}' if line else ''))[:300]
+
+
+def last_attempt(path):
+  """The lines of `path` (RUN/sweep.log) after the sweep last started
+  dreamer.py, less blank lines and TensorFlow's log lines ([] if it
+  cannot be read)."""
+  try:
+    lines = path.read_text(errors='replace').splitlines()
+  except OSError:
+    return []
+  starts = [0] + [index + 1 for index, line in enumerate(lines)
+                  if line.startswith(STARTED)]
+  return [line for line in lines[starts[-1]:]
+          if line.strip() and not TF_LOG.match(line)]
+
+
+def exception_line(lines):
+  """The last line of the last Python traceback in `lines` (its
+  'SomethingError: ...'), or None."""
+  starts = [index for index, line in enumerate(lines)
+            if line.startswith('Traceback (most recent call last)')]
+  after = lines[starts[-1] + 1:] if starts else []
+  return next((line for line in after if not line[0].isspace()), None)
 
 
 # --- Local launcher ---------------------------------------------------------

@@ -2,6 +2,8 @@
 real dreamer.py processes on real files (runlock.py, tools.write_atomic and
 append_whole, logger.rewind)."""
 
+import errno
+import fcntl
 import json
 import os
 import subprocess
@@ -120,6 +122,48 @@ def test_lock_is_exclusive_and_dies_with_its_process(tmp_path):
     assert lock.locked and runlock.holder(tmp_path)['pid'] == os.getpid()
   assert runlock.holder(tmp_path) is None
   assert not (tmp_path / runlock.HOLDER_NAME).exists()
+
+
+TAKES = '''
+import sys, runlock
+refused = 0
+for _ in range(int(sys.argv[2])):
+  try:
+    with runlock.LogdirLock(sys.argv[1]):
+      pass
+  except runlock.LogdirLocked:
+    refused += 1
+print(refused, flush=True)
+'''
+
+
+def test_probes_never_refuse_a_run(tmp_path):
+  # A run takes and releases the lock 300 times while this process asks
+  # holder() in a tight loop: a probe may delay a take, never refuse it.
+  taker = subprocess.Popen(
+      [sys.executable, '-c', TAKES, str(tmp_path), '300'],
+      stdout=subprocess.PIPE, text=True, cwd=ROOT,
+      env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  probes, held, deadline = 0, 0, time.monotonic() + 120
+  while taker.poll() is None and time.monotonic() < deadline:
+    held += runlock.holder(tmp_path) is not None
+    probes += 1
+  refused = taker.communicate(timeout=10)[0]
+  assert taker.returncode == 0 and refused == '0\n', refused
+  assert held, f'{probes} probes never met the run\'s lock'
+
+
+def test_a_filesystem_that_cannot_lock_gets_one_warning(
+    tmp_path, monkeypatch, capsys):
+  def no_flock(fd, operation):
+    raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+  monkeypatch.setattr(fcntl, 'flock', no_flock)
+  with runlock.LogdirLock(tmp_path) as lock:
+    assert not lock.locked and runlock.holder(tmp_path) is None
+  line, = capsys.readouterr().out.splitlines()
+  assert line.startswith(f'Warning: the filesystem of {tmp_path} cannot lock')
+  assert 'the run goes on unlocked' in line
 
 
 @pytest.mark.slow

@@ -1,7 +1,9 @@
-"""sweep.py: the flags checked before anything starts, the local launcher
-end to end (a stop, a rerun that resumes and skips, --status), and the
-SLURM launcher against a real SLURM (.ci/slurm.sh starts one): a job
-requeued while it trains resumes from its checkpoint to its last step."""
+"""sweep.py: the flags checked before anything starts, what --status says
+ended a run (a signal, or an exit code and dreamer.py's error line), the
+local launcher end to end (a stop, a rerun that resumes and skips,
+--status), and the SLURM launcher against a real SLURM (.ci/slurm.sh
+starts one): a job requeued while it trains resumes from its checkpoint to
+its last step."""
 
 import json
 import os
@@ -139,6 +141,93 @@ def test_paper_is_the_papers_twenty_tasks(tmp_path):
                        seeds=(0, 1, 2, 3, 4), steps=1000)
   assert len(runs) == 100 and {s for _, s in runs.values()} == {'pending'}
   assert total == '100 runs: 0 environment steps done, 100,000 left'
+
+
+# --- What ended a run -------------------------------------------------------
+
+TF_NOISE = [  # What TensorFlow 2.21 prints here as dreamer.py starts.
+    'WARNING: All log messages before absl::InitializeLog() is called are '
+    'written to STDERR',
+    'I0000 00:00:1796641014.819885    7984 port.cc:153] oneDNN custom '
+    'operations are on. You may see slightly different numerical results.',
+    'E0000 00:00:1796641018.354161    7984 cuda_platform.cc:52] failed call '
+    'to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR '
+    '(303)']
+EARLIER = [f'{sweep.STARTED} 2026-01-01 00:00:00 on node1',
+           'dreamer.py: error: an earlier attempt\'s error']
+TRACEBACK = [
+    'Traceback (most recent call last):',
+    '  File "dreamer.py", line 510, in <module>',
+    '    sys.exit(main())',
+    TF_NOISE[2],
+    'ValueError: setting an array element with a sequence.']
+
+
+def fake_run(tmp_path, *lines):
+  """A sweep.Run whose RUN/sweep.log holds EARLIER, then `lines` after the
+  sweep's line of a start."""
+  run = sweep.Run(tmp_path, 'dmc_walker_walk', 0, [])
+  run.logdir.mkdir(parents=True)
+  (run.logdir / sweep.LOG_NAME).write_text('\n'.join(
+      EARLIER + [f'{sweep.STARTED} 2026-01-02 00:00:00 on node1'] +
+      list(lines)) + '\n')
+  return run
+
+
+def ended(run, code, **kwargs):
+  """(state, detail, RUN/sweep-exit.json) after record_exit(run, code)."""
+  error = sweep.record_exit(run, code, **kwargs)
+  state, _, detail = sweep.state_of(run, steps=100, action_repeat=2)
+  record = json.loads((run.logdir / sweep.EXIT_NAME).read_text())
+  assert {'code', 'failed', 'error', 'time'} <= set(record)
+  assert record['code'] == code and record['error'] == error
+  return state, detail, record
+
+
+@pytest.mark.parametrize('code, name', [
+    (-signal.SIGKILL, 'SIGKILL'), (-signal.SIGTERM, 'SIGTERM'),
+    (128 + signal.SIGKILL, 'SIGKILL')])
+def test_a_run_ended_by_a_signal_is_stopped_and_says_which(
+    tmp_path, code, name):
+  run = fake_run(tmp_path, *TF_NOISE, 'Prefill dataset with 60 steps.')
+  state, detail, record = ended(run, code)
+  assert (state, detail) == ('stopped', f'killed by {name}')
+  assert not record['failed'] and record['signal'] == name
+
+
+@pytest.mark.parametrize('code, line', [
+    (2, 'dreamer.py: error: cannot write runs/x/checkpoint.npz: No space '
+        'left on device (ENOSPC)'),
+    (1, 'error: non-finite gradients of the model at step 1,200')])
+def test_a_failed_run_says_its_exit_code_and_dreamers_error_line(
+    tmp_path, code, line):
+  run = fake_run(tmp_path, *TF_NOISE, line, TF_NOISE[2])
+  state, detail, record = ended(run, code)
+  assert (state, detail) == ('failed', f'exit code {code}: {line}')
+  assert record['failed'] and record['signal'] is None
+
+
+def test_without_dreamers_line_the_traceback_says_why(tmp_path):
+  run = fake_run(tmp_path, *TF_NOISE, *TRACEBACK, TF_NOISE[1])
+  assert ended(run, 1)[:2] == (
+      'failed', 'exit code 1: ValueError: setting an array element with a '
+      'sequence.')
+  run = fake_run(tmp_path / 'noise', *TF_NOISE)
+  assert ended(run, 1)[:2] == ('failed', 'exit code 1')
+
+
+def test_a_run_asked_to_stop_is_not_failed(tmp_path):
+  run = fake_run(tmp_path, *TF_NOISE, 'Stopped: episodes are saved.')
+  assert ended(run, 0, stopped=True)[:2] == ('stopped', '')
+  assert ended(run, 1, stopped=True, any_code=True)[:2] == ('stopped', '')
+
+
+def test_an_older_record_of_a_kill_says_stopped(tmp_path):
+  run = fake_run(tmp_path)
+  (run.logdir / sweep.EXIT_NAME).write_text(json.dumps(
+      {'code': -9, 'failed': True, 'error': TF_NOISE[1],
+       'time': '2026-01-02 00:00:00'}))
+  assert sweep.state_of(run, 100, 2) == ('stopped', 0, 'killed by SIGKILL')
 
 
 # --- Local launcher ----------------------------------------------------------
