@@ -174,9 +174,15 @@ def build(config, strategy, env, logger, step, progress, rng):
 
 
 def train_and_evaluate(config, agent, train, test, step, progress):
-  """Until `--steps`: a test episode, `--eval_every` steps of collection
-  (the agent trains on schedule inside its calls), a checkpoint."""
-  while step.value < config.steps:
+  """Until `--steps` are on disk: a test episode, `--eval_every` steps of
+  collection (the agent trains on schedule inside its calls), a checkpoint.
+
+  As in the original, the episodes on disk say when the run is done, not
+  the step counter, which also counts the steps of open episodes and of
+  those the prefill dropped (several environments): so a finished run is
+  one whose episodes reach `--steps`, for sweep.py too."""
+  datadir = config.logdir / 'episodes'
+  while replay.count_steps(datadir, config.action_repeat) < config.steps:
     print('Start evaluation.', flush=True)
     test.reset()
     test(functools.partial(agent, training=False), episodes=1)

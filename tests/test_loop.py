@@ -123,6 +123,43 @@ def test_training_is_due_in_evaluation_calls_too():
   assert agent.trainings == [5000, 6000]
 
 
+class _OpenEpisodesDriver:
+  """A training driver of several environments: each call stores the
+  finished episodes it was asked for and leaves `open` environment steps
+  of unfinished ones, which the step counter counts and the disk does
+  not."""
+
+  def __init__(self, datadir, step, open_steps):
+    self.datadir, self.step, self.open = datadir, step, open_steps
+
+  def __call__(self, agent, steps):
+    replay.save_episode(self.datadir, {'reward': np.zeros(steps + 1)})
+    self.step.increment(2 * steps + self.open)
+
+
+class _Stub:
+
+  def __init__(self, **methods):
+    self.__dict__.update(methods)
+
+
+def test_a_run_is_done_when_its_episodes_reach_steps(tmp_path):
+  # 40 environment steps a collection; the counter runs 10 ahead each time:
+  # at 100 it has 80 steps on disk, which sweep.py would count as stopped.
+  config = make_config(logdir=tmp_path, steps=100, eval_every=40)
+  step = tools.Counter()
+  train = _OpenEpisodesDriver(tmp_path / 'episodes', step, open_steps=10)
+  test = lambda policy, episodes: None  # A test episode: nothing stored.
+  test.reset = lambda: None
+  saves = []
+  agent = lambda obs, reset, state=None, training=True: None
+  agent.save = lambda: saves.append(step.value)
+  progress = _Stub(update=lambda value, force=False: None)
+  dreamer.train_and_evaluate(config, agent, train, test, step, progress)
+  assert replay.count_steps(tmp_path / 'episodes', 2) == 120 >= config.steps
+  assert saves == [50, 100, 150]
+
+
 class _InterruptedModel(StubModel):
   """Two updates of 50 ms on a fake clock, then Ctrl-C during the third."""
 
