@@ -11,6 +11,11 @@ evaluation's folder): `summary.json` (every episode's return and length, the
 checkpoint's step and update count, the config and the seed), one video per
 episode and the open-loop prediction video of the first (rows of truth,
 model, error). Nothing in the run's folder but `eval/` is written.
+
+    python evaluate.py --logdir runs/cheetah --kept --episodes 10
+
+evaluates each of the run's kept checkpoints (--keep_checkpoints) that has
+no evaluation of these --episodes and --seed yet, into RUN/eval/STEP.
 """
 
 import json
@@ -25,6 +30,7 @@ import checkpoint
 import config as config_module
 import devices
 import dreamer
+import kept
 import replay
 import tasks
 import tools
@@ -58,6 +64,10 @@ def parse(argv):
   parser.add_argument('--checkpoint', type=pathlib.Path, default=None,
                       metavar='PATH', help='checkpoint file [default: the '
                       "run's newest]")
+  parser.add_argument('--kept', action='store_true',
+                      help="evaluate each of the run's kept checkpoints "
+                      '(--keep_checkpoints) not yet evaluated with these '
+                      '--episodes and --seed, each into RUN/eval/STEP')
   parser.add_argument('--outdir', type=pathlib.Path, default=None,
                       metavar='PATH', help='where to write [default: '
                       'RUN/eval/STEP]')
@@ -69,7 +79,11 @@ def parse(argv):
   config_module.add_config_flags(parser, base, skip=('logdir', 'seed'))
   args = vars(parser.parse_args(argv))
   options = {key: args.pop(key) for key in (
-      'logdir', 'episodes', 'checkpoint', 'outdir', 'video', 'seed')}
+      'logdir', 'episodes', 'checkpoint', 'kept', 'outdir', 'video', 'seed')}
+  if options['kept'] and (options['checkpoint'] or options['outdir']):
+    config_module.fail(
+        '--kept evaluates every kept checkpoint into RUN/eval/STEP: pass '
+        'it without --checkpoint and --outdir', PROG)
   if not options['logdir'].is_dir():
     config_module.fail(f'--logdir {options["logdir"]} is not a folder', PROG)
   if options['episodes'] < 1:
@@ -210,7 +224,10 @@ def main(argv=None):
   devices.choose_onednn()
   devices.choose_threads()
   options, config = parse(sys.argv[1:] if argv is None else argv)
-  path = checkpoint_path(options)
+  paths = kept_paths(options) if options['kept'] else [checkpoint_path(options)]
+  if not paths:
+    print('Nothing left to evaluate.', flush=True)
+    return 0
   try:
     tasks.check([config.task], {config.task: config})
   except ValueError as error:
@@ -220,23 +237,68 @@ def main(argv=None):
       doing='Evaluating')
   envs = dreamer.make_envs(config, 'test', seed=options['seed'])
   try:
-    model, recorded = load_model(config, path, envs[0])
-    step = recorded.get('step', replay.count_steps(
-        config.logdir / 'episodes', config.action_repeat))
-    updates = recorded.get('updates')
-    told = (f'{updates:,} updates' if updates is not None else
-            'its update count is not recorded')
-    print(f'Evaluating {path} (step {step:,}, {told}) on '
-          f'{options["episodes"]} episodes, seed {options["seed"]}.',
-          flush=True)
-    episodes = run_episodes(
-        config, model, envs, options['episodes'], options['seed'])
+    for path in paths:
+      evaluate(config, options, path, envs)
   except workers.WorkerError as error:
     print(f'{PROG}: error: {error}', file=sys.stderr, flush=True)
     return 1
   finally:
     for env in envs:
       env.close()
+  return 0
+
+
+def kept_paths(options):
+  """--kept: the run's kept copies (kept/checkpoint-STEP.npz, the
+  original's kept/variables-STEP.pkl) by step, but those whose
+  eval/STEP/summary.json already holds --episodes episodes of --seed."""
+  folder = options['logdir'] / kept.FOLDER
+  found = {**kept.copies(folder, 'variables', '.pkl'),
+           **kept.copies(folder, 'checkpoint', '.npz')}
+  if not found:
+    config_module.fail(
+        f'no kept checkpoints in {folder} (runs keep them with '
+        f'--keep_checkpoints): nothing to evaluate', PROG)
+  todo = []
+  for step, path in sorted(found.items()):
+    done = [summary for summary in summaries(options['logdir'], step)
+            if (summary.get('episodes'), summary.get('seed')) == (
+                options['episodes'], options['seed'])]
+    if done:
+      print(f'{path} is evaluated already ({done[0]["episodes"]} episodes, '
+            f'seed {done[0]["seed"]}, mean {done[0]["return_mean"]:.1f}).',
+            flush=True)
+    else:
+      todo.append(path)
+  return todo
+
+
+def summaries(logdir, step):
+  """The summary.json of every evaluation of `step` in RUN/eval (STEP,
+  STEP-2, ...)."""
+  found = []
+  for folder in [logdir / 'eval' / str(step)] + sorted(
+      (logdir / 'eval').glob(f'{step}-*')):
+    try:
+      found.append(json.loads((folder / 'summary.json').read_text()))
+    except (OSError, ValueError):
+      continue
+  return found
+
+
+def evaluate(config, options, path, envs):
+  """Evaluates the checkpoint at `path` and writes its folder."""
+  model, recorded = load_model(config, path, envs[0])
+  step = recorded.get('step', replay.count_steps(
+      config.logdir / 'episodes', config.action_repeat))
+  updates = recorded.get('updates')
+  told = (f'{updates:,} updates' if updates is not None else
+          'its update count is not recorded')
+  print(f'Evaluating {path} (step {step:,}, {told}) on '
+        f'{options["episodes"]} episodes, seed {options["seed"]}.',
+        flush=True)
+  episodes = run_episodes(
+      config, model, envs, options['episodes'], options['seed'])
   folder = output_folder(options, step)
   summary = summarize(episodes, config.action_repeat)
   print(f'Return {summary["return_mean"]:.1f} ± {summary["return_std"]:.1f} '
@@ -262,7 +324,6 @@ def main(argv=None):
   tools.write_atomic(folder / 'summary.json',
                      lambda file: file.write(text.encode()))
   print(f'Wrote {folder}.', flush=True)
-  return 0
 
 
 if __name__ == '__main__':

@@ -90,12 +90,16 @@ def test_a_run_keeps_each_step_once_and_each_copy_evaluates(tmp_path):
   assert sorted(second) == [80, 120, 200]
   assert not list((logdir / kept.FOLDER).glob('.*'))
 
-  paths = kept.copies(logdir / kept.FOLDER, 'checkpoint', '.npz')
-  for step in (80, 200):
-    path = paths[step]
-    evaluate('--logdir', logdir, '--checkpoint', path, '--episodes', 1,
-             '--video', 'none')
+  result = evaluate('--logdir', logdir, '--kept', '--episodes', 1, '--video',
+                    'none')
+  assert re.findall(r'Wrote .*/eval/(\d+)\.', result.stdout) == [
+      '80', '120', '200']
+  for step in (80, 120, 200):
     summary = json.loads((logdir / 'eval' / str(step) / 'summary.json')
                          .read_text())
-    assert summary['step'] == step
-    assert summary['checkpoint'] == str(path)
+    assert summary['step'] == step and summary['episodes'] == 1
+    assert summary['checkpoint'] == str(
+        logdir / kept.FOLDER / f'checkpoint-{step}.npz')
+  again = evaluate('--logdir', logdir, '--kept', '--episodes', 1)
+  assert again.stdout.count('is evaluated already (1 episodes, seed 0') == 3
+  assert 'Nothing left to evaluate.' in again.stdout
