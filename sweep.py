@@ -74,6 +74,7 @@ STARTED = 'sweep: dreamer.py started'  # The line before each attempt's output.
 OWN_ERROR = ('dreamer.py: error: ', 'error: ')
 TF_LOG = re.compile(r'[IWEF]\d{4} ')
 STOP_GRACE = 60  # Seconds a run that stopped short waits for its requeue.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Stop a local sweep.
 # The launcher's options with their defaults; a rerun that leaves one out
 # takes its value from LOGDIR/sweep.json (SLURM's under its 'slurm' key).
 LAUNCH_DEFAULTS = {'launcher': 'local', 'parallel': None}
@@ -262,9 +263,16 @@ def _prepare_child():
   """In the child before it starts. Its own process group keeps a
   terminal's Ctrl-C to the sweep, which stops each run with one SIGTERM (a
   second signal could stop it mid-update). SIGTERM stays as it is: the
-  multiprocessing pools of dreamer.py end their workers with it."""
+  multiprocessing pools of dreamer.py end their workers with it. SIGINT
+  and SIGTERM, which the local launcher holds back while it starts a run,
+  are let through, after the sweep's handlers are reset as exec would: one
+  sent already ends the child instead of running the sweep's handler."""
   os.setpgrp()
   signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+  for sig in STOP_SIGNALS:
+    if callable(signal.getsignal(sig)):
+      signal.signal(sig, signal.SIG_DFL)
+  signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def record_exit(run, code, stopped=False, any_code=False):
@@ -339,7 +347,8 @@ def default_parallel():
 
 def run_local(runs, parallel):
   """Runs `runs`, `parallel` at once, until all end; SIGINT or SIGTERM
-  stops them (each saves its checkpoint). Returns the runs that failed."""
+  stops them, one being started too, and starts no more (each saves its
+  checkpoint). Returns the runs that failed."""
   waiting, active, failed = list(runs), {}, []
   stopping = []
 
@@ -351,14 +360,11 @@ def run_local(runs, parallel):
     for child in active.values():
       child.send_signal(signal.SIGTERM)
 
-  handlers = {sig: signal.signal(sig, stop)
-              for sig in (signal.SIGINT, signal.SIGTERM)}
+  handlers = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
   try:
     while waiting or active:
       while waiting and len(active) < parallel and not stopping:
-        run = waiting.pop(0)
-        print(f'sweep.py: start {run.name}', flush=True)
-        active[run] = start_child(run)
+        start_held(waiting.pop(0), active, stopping)
       time.sleep(0.2)
       for run, child in list(active.items()):
         if child.poll() is None:
@@ -375,6 +381,23 @@ def run_local(runs, parallel):
     for sig, handler in handlers.items():
       signal.signal(sig, handler)
   return failed
+
+
+def start_held(run, active, stopping):
+  """Starts the run into `active` (run: child) unless `stopping`, SIGINT
+  and SIGTERM held back until it is there, where the handler finds it. A
+  signal that another thread took runs the handler even so: then the
+  child is sent its SIGTERM here."""
+  held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+  try:
+    if stopping:
+      return
+    print(f'sweep.py: start {run.name}', flush=True)
+    active[run] = child = start_child(run)
+    if stopping:
+      child.send_signal(signal.SIGTERM)
+  finally:
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 # --- SLURM launcher ---------------------------------------------------------

@@ -7,6 +7,7 @@ reaches it; end to end: a stop, a rerun that resumes and skips,
 starts one): a job requeued while it trains resumes from its checkpoint to
 its last step."""
 
+import contextlib
 import json
 import os
 import pathlib
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -335,6 +337,50 @@ def test_an_older_record_of_a_kill_says_stopped(tmp_path):
 
 
 # --- Local launcher ----------------------------------------------------------
+
+@pytest.mark.parametrize('when, thread', [
+    ('before', False), ('after', False), ('after', True)])
+def test_a_signal_while_a_run_starts_reaches_it(
+    tmp_path, monkeypatch, when, thread):
+  """SIGTERM to the sweep as its first run's process starts (before its
+  fork, or once start_child returned it; with `thread`, a thread that does
+  not hold the signal back takes it): that process ends by the signal, the
+  second run never starts. The runs are a stand-in dreamer.py that sleeps
+  for 20 s."""
+  (tmp_path / 'dreamer.py').write_text('import time\ntime.sleep(20)\n')
+  monkeypatch.setattr(sweep, 'ROOT', tmp_path)
+  start_child = sweep.start_child
+
+  def signalled_start(run, python=None):
+    if when == 'before':
+      os.kill(os.getpid(), signal.SIGTERM)
+    child = start_child(run, python)
+    if when == 'after':
+      os.kill(os.getpid(), signal.SIGTERM)
+    return child
+
+  monkeypatch.setattr(sweep, 'start_child', signalled_start)
+  runs = [sweep.Run(tmp_path / 'sweep', TASKS[0], seed, []) for seed in (0, 1)]
+  with waiting_thread() if thread else contextlib.nullcontext():
+    assert sweep.run_local(runs, parallel=2) == []
+  record = json.loads((runs[0].logdir / sweep.EXIT_NAME).read_text())
+  assert (record['code'], record['signal']) == (-signal.SIGTERM, 'SIGTERM')
+  assert not runs[1].logdir.exists()
+
+
+@contextlib.contextmanager
+def waiting_thread():
+  """A thread that waits for the end of the block (pytest-xdist's workers
+  have one too)."""
+  done = threading.Event()
+  thread = threading.Thread(target=done.wait)
+  thread.start()
+  try:
+    yield
+  finally:
+    done.set()
+    thread.join()
+
 
 @pytest.mark.slow
 def test_local_sweep_stops_resumes_skips(tmp_path):
