@@ -3,7 +3,8 @@
     python sweep.py --logdir runs/paper --tasks paper --seeds 0 1 2 3 4 \\
         --steps 1e6 [--launcher slurm --partition gpu --gpus 1 ...] \\
         [any dreamer.py flag]
-    python sweep.py ... --status     # one line per run, steps done and left
+    python sweep.py --logdir runs/paper --status  # one line per run
+    python sweep.py --logdir runs/paper           # again: resume, skip
 
 Run TASK, SEED goes to LOGDIR/TASK/SEED with `--task TASK --seed SEED` and
 the other flags (the layout plotting.py reads). The flags are checked once,
@@ -12,6 +13,14 @@ finished runs, resumes the stopped ones (from their checkpoint and
 episodes) and leaves alone the ones a live process holds (runlock.py) or
 that wait in the SLURM queue. Each run's output is appended to
 RUN/sweep.log and the end of each attempt written to RUN/sweep-exit.json.
+
+A sweep records what it was asked in LOGDIR/sweep.json as it starts (its
+tasks, seeds, dreamer.py flags and launcher options): a later command
+takes from there whatever it leaves out, so --logdir alone reruns the
+sweep or, with --status, reports on it. A rerun may add tasks and seeds
+(the union is run and recorded) and change the launcher's options; it
+refuses dreamer.py flags that set another config than the recorded ones,
+which the runs keep. --status with --tasks or --seeds reports on those.
 
 Local (default): `--parallel N` runs at once, each its own `python
 dreamer.py` process; Ctrl-C or SIGTERM stops them all with their
@@ -36,6 +45,7 @@ import plotting
 import replay
 import runlock
 import tasks
+import tools
 
 ROOT = pathlib.Path(__file__).resolve().parent
 # The paper's 20 DeepMind Control tasks (the runs of the original's
@@ -55,6 +65,8 @@ RUN_MEMORY_GB = 8
 LOG_NAME = 'sweep.log'
 EXIT_NAME = 'sweep-exit.json'
 SLURM_NAME = 'sweep-slurm.json'
+REQUEST_NAME = 'sweep.json'  # LOGDIR/sweep.json: what the sweep was asked.
+REQUEST_LISTS = ('tasks', 'seeds', 'flags')  # What a rerun needs of it.
 SET_BY_SWEEP = ('logdir', 'task', 'seed')
 STARTED = 'sweep: dreamer.py started'  # The line before each attempt's output.
 # dreamer.py's own error lines (config.fail; a worker failure, non-finite
@@ -62,6 +74,13 @@ STARTED = 'sweep: dreamer.py started'  # The line before each attempt's output.
 OWN_ERROR = ('dreamer.py: error: ', 'error: ')
 TF_LOG = re.compile(r'[IWEF]\d{4} ')
 STOP_GRACE = 60  # Seconds a run that stopped short waits for its requeue.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Stop a local sweep.
+# The launcher's options with their defaults; a rerun that leaves one out
+# takes its value from LOGDIR/sweep.json (SLURM's under its 'slurm' key).
+LAUNCH_DEFAULTS = {'launcher': 'local', 'parallel': None}
+SLURM_DEFAULTS = {'partition': None, 'gpus': 0, 'cpus': RUN_CPUS,
+                  'mem': RUN_MEMORY_GB, 'time': 24 * 60, 'max_requeues': 100,
+                  'sbatch': []}
 
 
 def fail(message):
@@ -97,11 +116,7 @@ def check_flags(task_list, flags):
   --logdir, --task and --seed), once every task is known to exist
   (tasks.check, as dreamer.py checks it); else dreamer.py's one-line error
   (exit 2)."""
-  for key in SET_BY_SWEEP:
-    if any(flag == f'--{key}' or flag.startswith(f'--{key}=')
-           for flag in flags):
-      fail(f'--{key} is set by the sweep for each run (pass --logdir, '
-           f'--tasks and --seeds of sweep.py)')
+  refuse_sweep_keys(flags)
   configs = {task: config.parse_args(
       ['--logdir', '.', '--task', task] + list(flags)) for task in task_list}
   try:
@@ -109,6 +124,15 @@ def check_flags(task_list, flags):
   except ValueError as error:
     config.fail(error)
   return configs
+
+
+def refuse_sweep_keys(flags):
+  """A one-line error if dreamer.py flags `flags` set what the sweep sets."""
+  for key in SET_BY_SWEEP:
+    if any(flag == f'--{key}' or flag.startswith(f'--{key}=')
+           for flag in flags):
+      fail(f'--{key} is set by the sweep for each run (pass --logdir, '
+           f'--tasks and --seeds of sweep.py)')
 
 
 def absolute_pythonpath(environ):
@@ -239,9 +263,16 @@ def _prepare_child():
   """In the child before it starts. Its own process group keeps a
   terminal's Ctrl-C to the sweep, which stops each run with one SIGTERM (a
   second signal could stop it mid-update). SIGTERM stays as it is: the
-  multiprocessing pools of dreamer.py end their workers with it."""
+  multiprocessing pools of dreamer.py end their workers with it. SIGINT
+  and SIGTERM, which the local launcher holds back while it starts a run,
+  are let through, after the sweep's handlers are reset as exec would: one
+  sent already ends the child instead of running the sweep's handler."""
   os.setpgrp()
   signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+  for sig in STOP_SIGNALS:
+    if callable(signal.getsignal(sig)):
+      signal.signal(sig, signal.SIG_DFL)
+  signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def record_exit(run, code, stopped=False, any_code=False):
@@ -316,7 +347,8 @@ def default_parallel():
 
 def run_local(runs, parallel):
   """Runs `runs`, `parallel` at once, until all end; SIGINT or SIGTERM
-  stops them (each saves its checkpoint). Returns the runs that failed."""
+  stops them, one being started too, and starts no more (each saves its
+  checkpoint). Returns the runs that failed."""
   waiting, active, failed = list(runs), {}, []
   stopping = []
 
@@ -328,14 +360,11 @@ def run_local(runs, parallel):
     for child in active.values():
       child.send_signal(signal.SIGTERM)
 
-  handlers = {sig: signal.signal(sig, stop)
-              for sig in (signal.SIGINT, signal.SIGTERM)}
+  handlers = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
   try:
     while waiting or active:
       while waiting and len(active) < parallel and not stopping:
-        run = waiting.pop(0)
-        print(f'sweep.py: start {run.name}', flush=True)
-        active[run] = start_child(run)
+        start_held(waiting.pop(0), active, stopping)
       time.sleep(0.2)
       for run, child in list(active.items()):
         if child.poll() is None:
@@ -352,6 +381,23 @@ def run_local(runs, parallel):
     for sig, handler in handlers.items():
       signal.signal(sig, handler)
   return failed
+
+
+def start_held(run, active, stopping):
+  """Starts the run into `active` (run: child) unless `stopping`, SIGINT
+  and SIGTERM held back until it is there, where the handler finds it. A
+  signal that another thread took runs the handler even so: then the
+  child is sent its SIGTERM here."""
+  held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+  try:
+    if stopping:
+      return
+    print(f'sweep.py: start {run.name}', flush=True)
+    active[run] = child = start_child(run)
+    if stopping:
+      child.send_signal(signal.SIGTERM)
+  finally:
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 # --- SLURM launcher ---------------------------------------------------------
@@ -497,18 +543,19 @@ def make_parser():
   parser = config.Parser(
       prog='sweep.py', description=__doc__.split('\n\n')[0],
       epilog='Other flags go to every dreamer.py run (python dreamer.py '
-      '--help lists them).')
+      '--help lists them). A sweep records its command in '
+      'LOGDIR/sweep.json, where a later one finds what it leaves out: '
+      '--status and a rerun need only --logdir.')
   parser.add_argument('--logdir', required=True, type=pathlib.Path,
                       help='the sweep folder: runs go to LOGDIR/TASK/SEED')
-  parser.add_argument('--tasks', nargs='+', required=True, metavar='TASK',
+  parser.add_argument('--tasks', nargs='+', metavar='TASK',
                       help='--task values; paper: the paper\'s 20 DMC tasks')
-  parser.add_argument('--seeds', nargs='+', type=int, required=True,
-                      metavar='SEED')
+  parser.add_argument('--seeds', nargs='+', type=int, metavar='SEED')
   parser.add_argument('--status', action='store_true',
                       help='print one line per run and the steps done and '
                       'left; start nothing')
   parser.add_argument('--launcher', choices=('local', 'slurm'),
-                      default='local')
+                      help='default: local')
   parser.add_argument('--parallel', metavar='N',
                       help='runs at once (local default: what fits the cores '
                       f'and memory, {RUN_CPUS} cores and {RUN_MEMORY_GB} GB '
@@ -516,26 +563,135 @@ def make_parser():
                       'none, thread or process go to dreamer.py\'s --parallel')
   parser.add_argument('--wait', action='store_true',
                       help='SLURM: return when every job has left the queue')
-  slurm = parser.add_argument_group('SLURM, per run')
-  slurm.add_argument('--partition', help='default: the cluster\'s')
-  slurm.add_argument('--gpus', type=int, default=0)
-  slurm.add_argument('--cpus', type=int, default=RUN_CPUS)
-  slurm.add_argument('--mem', type=float, default=RUN_MEMORY_GB,
-                     metavar='GB')
-  slurm.add_argument('--time', type=int, default=24 * 60, metavar='MINUTES',
-                     help='time limit of one job; a run that needs more is '
-                     'requeued from its checkpoint')
-  slurm.add_argument('--max_requeues', type=int, default=100,
-                     help='time limits a run may hit (preemptions are not '
-                     'counted)')
-  slurm.add_argument('--sbatch', nargs='+', default=[], metavar='KEY=VALUE',
-                     help='more sbatch options, e.g. account=abc qos=low')
+  add_slurm_flags(parser.add_argument_group('SLURM, per run'))
   return parser
 
 
-def plan(args, flags):
-  """(runs, configs) of the command, the flags checked; args.parallel
-  becomes the number of runs at once (or None)."""
+def add_slurm_flags(slurm):
+  """Adds the per-run SLURM flags to the group `slurm`."""
+  default = SLURM_DEFAULTS
+  slurm.add_argument('--partition', help='default: the cluster\'s')
+  slurm.add_argument('--gpus', type=int, help=f'default: {default["gpus"]}')
+  slurm.add_argument('--cpus', type=int, help=f'default: {default["cpus"]}')
+  slurm.add_argument('--mem', type=float, metavar='GB',
+                     help=f'default: {default["mem"]}')
+  slurm.add_argument('--time', type=int, metavar='MINUTES',
+                     help='time limit of one job; a run that needs more is '
+                     'requeued from its checkpoint (default: '
+                     f'{default["time"]})')
+  slurm.add_argument('--max_requeues', type=int,
+                     help='time limits a run may hit (preemptions are not '
+                     f'counted; default: {default["max_requeues"]})')
+  slurm.add_argument('--sbatch', nargs='+', metavar='KEY=VALUE',
+                     help='more sbatch options, e.g. account=abc qos=low')
+
+
+# --- What the sweep was asked: LOGDIR/sweep.json ----------------------------
+
+def read_request(logdir):
+  """The request LOGDIR/sweep.json records (tasks, expanded_tasks, seeds,
+  flags, the launcher's options), or None where no sweep started."""
+  path = logdir / REQUEST_NAME
+  if not path.exists():
+    return None
+  request = read_json(path)
+  if not (isinstance(request, dict) and all(
+      isinstance(request.get(key), list) for key in REQUEST_LISTS)):
+    fail(f'{path} is not a sweep\'s record of tasks, seeds and flags; move '
+         f'it away and pass them again')
+  return request
+
+
+def complete_runs(args, recorded):
+  """Sets args.tasks and args.seeds the command leaves out to those of
+  `recorded` (the request, or None); a sweep, unlike --status, also joins
+  the recorded ones to those given."""
+  if recorded is None:
+    missing = [f'--{key}' for key in ('tasks', 'seeds')
+               if getattr(args, key) is None]
+    if missing:
+      fail(f'{" and ".join(missing)} {"are" if len(missing) > 1 else "is"} '
+           f'required: {args.logdir} holds no {REQUEST_NAME} (no sweep '
+           f'started there)')
+    return
+  for key in ('tasks', 'seeds'):
+    given = getattr(args, key)
+    if given is None or not args.status:
+      given = list(dict.fromkeys(recorded[key] + (given or [])))
+    setattr(args, key, given)
+
+
+def complete_launcher(args, recorded):
+  """Sets each launcher option the command leaves out to its value in
+  `recorded` (the request, or None), else to its default."""
+  recorded = recorded or {}
+  saved = dict(recorded, **recorded.get('slurm', {}))
+  for key, default in {**LAUNCH_DEFAULTS, **SLURM_DEFAULTS}.items():
+    if getattr(args, key) is None:
+      setattr(args, key, saved.get(key, default))
+
+
+def recorded_flags(args, flags, recorded):
+  """The recorded dreamer.py flags, which the runs keep: the command's
+  `flags` may be none or set the same config; else a one-line error names
+  the keys they change."""
+  if flags:
+    changes = flag_changes(recorded['flags'], flags,
+                           expand_tasks(args.tasks)[0])
+    if changes:
+      fail(f'{args.logdir} holds a sweep started with other dreamer.py '
+           f'flags ({"; ".join(changes)}), which its runs keep: pass the same '
+           f'flags (or none: the recorded ones), or another --logdir for a '
+           f'new sweep')
+  return recorded['flags']
+
+
+def flag_changes(recorded, flags, task):
+  """'--KEY RECORDED there, NEW now' for each config key that dreamer.py
+  flags `flags` set otherwise than `recorded` for `task` ([] if only
+  --configs differs: the same values by other means)."""
+  before, now = (config.config_dict(config.parse_args(
+      ['--logdir', '.', '--task', task] + list(given)))
+                 for given in (recorded, flags))
+  keys = [key for key in now
+          if key not in SET_BY_SWEEP and before[key] != now[key]]
+  if set(keys) <= {'configs'}:
+    return []
+  return [f'--{key} {flag_text(before[key])} there, {flag_text(now[key])} now'
+          for key in keys]
+
+
+def flag_text(value):
+  """A config value as its flag takes it ('(none)' for no --configs)."""
+  if isinstance(value, list):
+    return ' '.join(value) or '(none)'
+  return str(value)
+
+
+def request_of(args, flags):
+  """What LOGDIR/sweep.json records of the command: tasks (as given, and
+  expanded), seeds, dreamer.py `flags` and the launcher's options."""
+  slurm = {key: getattr(args, key) for key in SLURM_DEFAULTS}
+  return dict(tasks=args.tasks, expanded_tasks=expand_tasks(args.tasks),
+              seeds=args.seeds, flags=list(flags),
+              **{key: getattr(args, key) for key in LAUNCH_DEFAULTS},
+              slurm=slurm)
+
+
+def write_request(args, flags):
+  """Writes LOGDIR/sweep.json whole (a temporary file, then renamed)."""
+  path = args.logdir / REQUEST_NAME
+  data = (json.dumps(request_of(args, flags), indent=2) + '\n').encode()
+  try:
+    args.logdir.mkdir(parents=True, exist_ok=True)
+    tools.write_atomic(path, lambda file: file.write(data))
+  except OSError as error:
+    fail(f'cannot write {path}: {error.strerror}')
+
+
+def parallel_flags(args, flags):
+  """`flags` with --parallel none|thread|process (dreamer.py's) added;
+  args.parallel becomes the number of runs at once (or None)."""
   if args.parallel in config.CHOICES['parallel']:
     flags, args.parallel = flags + ['--parallel', args.parallel], None
   elif args.parallel is not None:
@@ -546,6 +702,11 @@ def plan(args, flags):
     if args.parallel < 1:
       fail(f'--parallel takes a number of runs at once (at least 1), or '
            f'dreamer.py\'s {"|".join(config.CHOICES["parallel"])}')
+  return flags
+
+
+def plan(args, flags):
+  """(runs, configs) of the command, its dreamer.py `flags` checked."""
   tasks = expand_tasks(args.tasks)
   configs = check_flags(tasks, flags)
   runs = [Run(args.logdir, task, seed, flags)
@@ -553,12 +714,27 @@ def plan(args, flags):
   return runs, configs
 
 
-def main(argv=None):
+def command_line(argv):
+  """(args, dreamer.py flags) of the command line, completed from
+  LOGDIR/sweep.json where it records a sweep."""
   args, flags = make_parser().parse_known_args(argv)
+  recorded = read_request(args.logdir)
+  complete_runs(args, recorded)
+  complete_launcher(args, recorded)
+  flags = parallel_flags(args, flags)
+  refuse_sweep_keys(flags)
+  if recorded is not None:
+    flags = recorded_flags(args, flags, recorded)
+  return args, flags
+
+
+def main(argv=None):
+  args, flags = command_line(argv)
   runs, configs = plan(args, flags)
   if args.status:
     print('\n'.join(status(runs, configs)))
     return 0
+  write_request(args, flags)
   todo = []
   for run in runs:
     state, step, _ = state_of(

@@ -1,10 +1,13 @@
-"""sweep.py: the flags checked before anything starts, what --status says
-ended a run (a signal, or an exit code and dreamer.py's error line), the
-local launcher end to end (a stop, a rerun that resumes and skips,
+"""sweep.py: the flags checked before anything starts, LOGDIR/sweep.json
+(--status and a rerun with the logdir alone, seeds added, other flags
+refused), what --status says ended a run (a signal, or an exit code and
+dreamer.py's error line), the local launcher (a signal while a run starts
+reaches it; end to end: a stop, a rerun that resumes and skips,
 --status), and the SLURM launcher against a real SLURM (.ci/slurm.sh
 starts one): a job requeued while it trains resumes from its checkpoint to
 its last step."""
 
+import contextlib
 import json
 import os
 import pathlib
@@ -13,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -38,9 +42,17 @@ def sweep_run(args, timeout=600):
                         env=env, timeout=timeout)
 
 
-def status(logdir, **kwargs):
-  """{(task, seed): (step, state)} and the total line of --status."""
-  result = sweep_run(command(logdir, '--status', **kwargs))
+def alone(logdir, *extra):
+  """sweep.py's command line with --logdir alone, and `extra`."""
+  return [sys.executable, str(ROOT / 'sweep.py'), '--logdir', str(logdir),
+          *extra]
+
+
+def status(logdir, logdir_alone=False, **kwargs):
+  """{(task, seed): (step, state)} and the total line of --status, of the
+  whole command or of the logdir alone."""
+  result = sweep_run(alone(logdir, '--status') if logdir_alone
+                     else command(logdir, '--status', **kwargs))
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
   runs = {}
@@ -143,6 +155,100 @@ def test_paper_is_the_papers_twenty_tasks(tmp_path):
   assert total == '100 runs: 0 environment steps done, 100,000 left'
 
 
+# --- LOGDIR/sweep.json ------------------------------------------------------
+
+def no_starts(monkeypatch):
+  """The (runs, parallel) that sweep.run_local is asked to start from now
+  on; it starts nothing."""
+  calls = []
+
+  def run_local(runs, parallel):
+    calls.append((runs, parallel))
+    return []
+
+  monkeypatch.setattr(sweep, 'run_local', run_local)
+  return calls
+
+
+def test_status_from_the_logdir_alone_is_the_whole_commands(
+    tmp_path, monkeypatch):
+  logdir = tmp_path / 'sweep'
+  status(logdir)
+  assert not logdir.exists()  # --status records nothing.
+  no_starts(monkeypatch)
+  assert sweep.main(command(logdir, '--parallel', '2')[2:]) == 0
+  request = json.loads((logdir / sweep.REQUEST_NAME).read_text())
+  assert (request['tasks'], request['seeds']) == (TASKS, [0, 1])
+  assert request['flags'] == ['--steps', '200'] + FLAGS
+  assert (request['launcher'], request['parallel']) == ('local', 2)
+  killed = sweep.Run(logdir, TASKS[1], 0, [])
+  killed.logdir.mkdir(parents=True)
+  sweep.record_exit(killed, -signal.SIGKILL)
+  whole = sweep_run(command(logdir, '--status'))
+  only = sweep_run(alone(logdir, '--status'))
+  assert whole.returncode == only.returncode == 0, whole.stderr + only.stderr
+  assert only.stdout == whole.stdout
+  assert 'stopped: killed by SIGKILL' in only.stdout
+  assert len(only.stdout.splitlines()) == 5
+
+
+def test_a_rerun_with_the_logdir_alone_may_add_a_seed(tmp_path, monkeypatch):
+  logdir = tmp_path / 'sweep'
+  calls = no_starts(monkeypatch)
+  assert sweep.main(command(logdir, '--parallel', '2')[2:]) == 0
+  assert sweep.main(alone(logdir, '--seeds', '2')[2:]) == 0
+  runs, parallel = calls[1]
+  assert [run.name for run in runs] == [
+      f'{task}/{seed}' for task in TASKS for seed in (0, 1, 2)]
+  assert parallel == 2
+  assert {tuple(run.argv[6:]) for run in runs} == {
+      ('--steps', '200', *FLAGS)}
+  request = json.loads((logdir / sweep.REQUEST_NAME).read_text())
+  assert request['seeds'] == [0, 1, 2]
+  runs, total = status(logdir, logdir_alone=True)
+  assert len(runs) == 6 and runs[TASKS[1], 2] == (0, 'pending')
+  assert total == '6 runs: 0 environment steps done, 1,200 left'
+
+
+@pytest.mark.parametrize('extra', [(), ('--status',)])
+def test_a_rerun_with_other_flags_is_refused(tmp_path, monkeypatch, extra):
+  logdir = tmp_path / 'sweep'
+  no_starts(monkeypatch)
+  assert sweep.main(command(logdir)[2:]) == 0
+  recorded = (logdir / sweep.REQUEST_NAME).read_text()
+  result = sweep_run(command(logdir, *extra, seeds=(2,), steps=300))
+  assert result.returncode == 2 and result.stderr.count('\n') == 1
+  assert result.stderr.startswith(
+      f'sweep.py: error: {logdir} holds a sweep started with other dreamer.py '
+      'flags (--steps 200 there, 300 now), which its runs keep: pass the '
+      'same flags')
+  assert 'another --logdir' in result.stderr
+  assert (logdir / sweep.REQUEST_NAME).read_text() == recorded
+  assert not (logdir / TASKS[0] / '2').exists()
+  same = sweep_run(command(logdir, '--status', steps='2e2'))
+  assert same.returncode == 0, same.stderr
+
+
+@pytest.mark.parametrize('extra, missing', [
+    ((), '--tasks and --seeds are'), (('--tasks', 'paper'), '--seeds is')])
+def test_without_a_sweep_there_tasks_and_seeds_are_required(
+    tmp_path, extra, missing):
+  logdir = tmp_path / 'sweep'
+  result = sweep_run(alone(logdir, '--status', *extra))
+  assert result.returncode == 2
+  assert result.stderr == (
+      f'sweep.py: error: {missing} required: {logdir} holds no sweep.json '
+      '(no sweep started there)\n')
+  assert not logdir.exists()
+
+
+def test_a_record_that_is_not_one_is_one_line(tmp_path):
+  (tmp_path / sweep.REQUEST_NAME).write_text('{"tasks": ')
+  result = sweep_run(alone(tmp_path))
+  assert result.returncode == 2 and result.stderr.count('\n') == 1
+  assert 'is not a sweep\'s record of tasks, seeds and flags' in result.stderr
+
+
 # --- What ended a run -------------------------------------------------------
 
 TF_NOISE = [  # What TensorFlow 2.21 prints here as dreamer.py starts.
@@ -231,6 +337,50 @@ def test_an_older_record_of_a_kill_says_stopped(tmp_path):
 
 
 # --- Local launcher ----------------------------------------------------------
+
+@pytest.mark.parametrize('when, thread', [
+    ('before', False), ('after', False), ('after', True)])
+def test_a_signal_while_a_run_starts_reaches_it(
+    tmp_path, monkeypatch, when, thread):
+  """SIGTERM to the sweep as its first run's process starts (before its
+  fork, or once start_child returned it; with `thread`, a thread that does
+  not hold the signal back takes it): that process ends by the signal, the
+  second run never starts. The runs are a stand-in dreamer.py that sleeps
+  for 20 s."""
+  (tmp_path / 'dreamer.py').write_text('import time\ntime.sleep(20)\n')
+  monkeypatch.setattr(sweep, 'ROOT', tmp_path)
+  start_child = sweep.start_child
+
+  def signalled_start(run, python=None):
+    if when == 'before':
+      os.kill(os.getpid(), signal.SIGTERM)
+    child = start_child(run, python)
+    if when == 'after':
+      os.kill(os.getpid(), signal.SIGTERM)
+    return child
+
+  monkeypatch.setattr(sweep, 'start_child', signalled_start)
+  runs = [sweep.Run(tmp_path / 'sweep', TASKS[0], seed, []) for seed in (0, 1)]
+  with waiting_thread() if thread else contextlib.nullcontext():
+    assert sweep.run_local(runs, parallel=2) == []
+  record = json.loads((runs[0].logdir / sweep.EXIT_NAME).read_text())
+  assert (record['code'], record['signal']) == (-signal.SIGTERM, 'SIGTERM')
+  assert not runs[1].logdir.exists()
+
+
+@contextlib.contextmanager
+def waiting_thread():
+  """A thread that waits for the end of the block (pytest-xdist's workers
+  have one too)."""
+  done = threading.Event()
+  thread = threading.Thread(target=done.wait)
+  thread.start()
+  try:
+    yield
+  finally:
+    done.set()
+    thread.join()
+
 
 @pytest.mark.slow
 def test_local_sweep_stops_resumes_skips(tmp_path):
