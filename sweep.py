@@ -633,30 +633,49 @@ def complete_launcher(args, recorded):
 
 def recorded_flags(args, flags, recorded):
   """The recorded dreamer.py flags, which the runs keep: the command's
-  `flags` may be none or set the same config; else a one-line error names
-  the keys they change."""
-  if flags:
-    changes = flag_changes(recorded['flags'], flags,
-                           expand_tasks(args.tasks)[0])
-    if changes:
-      fail(f'{args.logdir} holds a sweep started with other dreamer.py '
-           f'flags ({"; ".join(changes)}), which its runs keep: pass the same '
-           f'flags (or none: the recorded ones), or another --logdir for a '
-           f'new sweep')
-  return recorded['flags']
+  `flags` may be none or set the same config, but for --steps (a rerun
+  may train the runs longer, as dreamer.py's resume may); else a one-line
+  error names the keys they change."""
+  if not flags:
+    return recorded['flags']
+  task = expand_tasks(args.tasks)[0]
+  changes = flag_changes(recorded['flags'], flags, task)
+  if changes:
+    fail(f'{args.logdir} holds a sweep started with other dreamer.py '
+         f'flags ({"; ".join(changes)}), which its runs keep: pass the same '
+         f'flags (or none: the recorded ones; --steps may change), or another'
+         f' --logdir for a new sweep')
+  steps = [config.parse_args(['--logdir', '.', '--task', task] + list(given))
+           .steps for given in (recorded['flags'], flags)]
+  if steps[0] == steps[1]:
+    return recorded['flags']
+  return without_flag(recorded['flags'], 'steps') + ['--steps', str(steps[1])]
+
+
+def without_flag(flags, key):
+  """`flags` without `--KEY VALUE` and `--KEY=VALUE`."""
+  kept, skip = [], False
+  for flag in flags:
+    if skip:
+      skip = False
+    elif flag == f'--{key}':
+      skip = True
+    elif not flag.startswith(f'--{key}='):
+      kept.append(flag)
+  return kept
 
 
 def flag_changes(recorded, flags, task):
   """'--KEY RECORDED there, NEW now' for each config key that dreamer.py
   flags `flags` set otherwise than `recorded` for `task` ([] if only
-  --configs differs: the same values by other means)."""
+  --configs or --steps differ: the same values by other means, or runs
+  trained longer)."""
   before, now = (config.config_dict(config.parse_args(
       ['--logdir', '.', '--task', task] + list(given)))
                  for given in (recorded, flags))
   keys = [key for key in now
           if key not in SET_BY_SWEEP and before[key] != now[key]]
-  if set(keys) <= {'configs'}:
-    return []
+  keys = [key for key in keys if key not in ('configs', 'steps')]
   return [f'--{key} {flag_text(before[key])} there, {flag_text(now[key])} now'
           for key in keys]
 

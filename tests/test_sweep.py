@@ -216,17 +216,32 @@ def test_a_rerun_with_other_flags_is_refused(tmp_path, monkeypatch, extra):
   no_starts(monkeypatch)
   assert sweep.main(command(logdir)[2:]) == 0
   recorded = (logdir / sweep.REQUEST_NAME).read_text()
-  result = sweep_run(command(logdir, *extra, seeds=(2,), steps=300))
+  result = sweep_run(command(logdir, *extra, '--batch_length', '7',
+                             seeds=(2,)))
   assert result.returncode == 2 and result.stderr.count('\n') == 1
   assert result.stderr.startswith(
       f'sweep.py: error: {logdir} holds a sweep started with other dreamer.py '
-      'flags (--steps 200 there, 300 now), which its runs keep: pass the '
+      'flags (--batch_length 8 there, 7 now), which its runs keep: pass the '
       'same flags')
   assert 'another --logdir' in result.stderr
   assert (logdir / sweep.REQUEST_NAME).read_text() == recorded
   assert not (logdir / TASKS[0] / '2').exists()
   same = sweep_run(command(logdir, '--status', steps='2e2'))
   assert same.returncode == 0, same.stderr
+
+
+def test_a_rerun_may_train_the_runs_longer(tmp_path, monkeypatch):
+  logdir = tmp_path / 'sweep'
+  calls = no_starts(monkeypatch)
+  assert sweep.main(command(logdir)[2:]) == 0
+  assert sweep.main(command(logdir, steps=300)[2:]) == 0
+  runs, _ = calls[1]
+  assert {tuple(run.argv[6:]) for run in runs} == {
+      (*FLAGS, '--steps', '300')}
+  request = json.loads((logdir / sweep.REQUEST_NAME).read_text())
+  assert request['flags'] == [*FLAGS, '--steps', '300']
+  runs, total = status(logdir, logdir_alone=True)
+  assert total == '4 runs: 0 environment steps done, 1,200 left'
 
 
 @pytest.mark.parametrize('extra, missing', [
