@@ -219,6 +219,12 @@ FLAGS = {
     'expl_min': Flag(0.0, 'lowest exploration amount when it decays', low=0),
 }
 
+# Keys the original does not have: their help starts with "(ours)".
+OURS = tuple(key for key, flag in FLAGS.items()
+             if flag.help.startswith('(ours)'))
+# Of those, what the original's program (original_train.py) takes too.
+HARNESS_KEYS = ('keep_checkpoints',)
+
 # Allowed values by key, read from FLAGS (the networks check theirs).
 CHOICES = {key: flag.choices for key, flag in FLAGS.items() if flag.choices}
 
@@ -326,6 +332,29 @@ def config_dict(config):
   """The config as JSON-ready values."""
   return {k: str(v) if isinstance(v, pathlib.Path) else v
           for k, v in vars(config).items()}
+
+
+def original_flags(config, skip=('logdir', 'task', 'seed')):
+  """The flags of the original's program (original_train.py: the
+  original's define_config, and HARNESS_KEYS) that give `config`: `--KEY
+  VALUE` for each key not at its default, but `skip`. ValueError (one
+  line) for a key of ours that is set, which the original does not have,
+  and for --precision bf16."""
+  base = config_dict(make_config())
+  flags = []
+  for key, value in config_dict(config).items():
+    if key in skip or key == 'configs' or value == base[key]:
+      continue
+    if key in OURS and key not in HARNESS_KEYS:
+      raise ValueError(
+          f'--{key} is ours: the original\'s program has no such flag '
+          f'(leave it at its default, {base[key]!r}, for --original)')
+    if key == 'precision' and value not in ('16', '32'):
+      raise ValueError(
+          f'--precision {value} is ours: the original\'s program takes 16 '
+          f'or 32')
+    flags += [f'--{key}', str(value)]
+  return flags
 
 
 # --- Flags ------------------------------------------------------------------

@@ -14,7 +14,8 @@ methods (`--baselines`) as dashed lines.
 `--format evaluations` one row per evaluation of each run (EVAL_HEADER);
 `--format runs` one row per run (RUN_HEADER): how far it got, when its
 actor left the saturated phase, and its speed.
-`--sweep DIR` reads the runs of a sweep.py folder (DIR/TASK/SEED);
+`--sweep DIR` reads the runs of a sweep.py folder (DIR/TASK/SEED, and the
+original's program's, `sweep.py --original`, in DIR/original/TASK/SEED);
 `--format table` writes each task's mean and spread over its runs at the
 paper's evaluation steps beside the paper's, and the IQM over tasks with
 its bootstrap interval, as CSV (--output) and markdown (.md beside it):
@@ -559,12 +560,20 @@ def read_runs(logdirs, labels, tasks):
 
 
 def sweep_runs(folder, parser):
-  """The run folders DIR/TASK/SEED of a sweep that hold metrics.jsonl."""
-  found = sorted(str(path.parent) for path in pathlib.Path(folder).glob(
-      '*/*/metrics.jsonl'))
+  """(run folders, labels) of a sweep that hold metrics.jsonl: ours in
+  DIR/TASK/SEED ('ours'), the original's program's (sweep.py --original)
+  in DIR/original/TASK/SEED ('original')."""
+  found, labels = [], []
+  for pattern, label in (('*/*/metrics.jsonl', 'ours'),
+                         ('original/*/*/metrics.jsonl', 'original')):
+    paths = sorted(str(path.parent) for path in pathlib.Path(folder).glob(
+        pattern) if label == 'original' or path.parts[-3] != 'original')
+    found += paths
+    labels += [label] * len(paths)
   if not found:
-    parser.error(f'no runs with metrics.jsonl in {folder}/TASK/SEED')
-  return found
+    parser.error(f'no runs with metrics.jsonl in {folder}/TASK/SEED or '
+                 f'{folder}/original/TASK/SEED')
+  return found, labels
 
 
 def until(runs, reference, last, keep_next=False):
@@ -586,10 +595,11 @@ def until(runs, reference, last, keep_next=False):
 def main(argv=None):
   parser = make_parser()
   args = parser.parse_args(argv)
+  found = ['ours']
   if args.sweep:
-    args.logdirs = sweep_runs(args.sweep, parser)
+    args.logdirs, found = sweep_runs(args.sweep, parser)
   given = len(args.logdirs)
-  labels = per_logdir(args.label or ['ours'], given, '--label', parser)
+  labels = per_logdir(args.label or found, given, '--label', parser)
   tasks = per_logdir(args.tasks or [None], given, '--tasks', parser)
   try:
     runs, total, skipped = read_runs(args.logdirs, labels, tasks)

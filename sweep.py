@@ -68,7 +68,8 @@ SLURM_NAME = 'sweep-slurm.json'
 REQUEST_NAME = 'sweep.json'  # LOGDIR/sweep.json: what the sweep was asked.
 REQUEST_LISTS = ('tasks', 'seeds', 'flags')  # What a rerun needs of it.
 SET_BY_SWEEP = ('logdir', 'task', 'seed')
-STARTED = 'sweep: dreamer.py started'  # The line before each attempt's output.
+# The line before each attempt's output: 'sweep: PROGRAM started ...'.
+STARTED = re.compile(r'sweep: \S+ started ')
 # dreamer.py's own error lines (config.fail; a worker failure, non-finite
 # gradients), and the prefix of TensorFlow's and absl's log lines.
 OWN_ERROR = ('dreamer.py: error: ', 'error: ')
@@ -78,6 +79,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Stop a local sweep.
 # The launcher's options with their defaults; a rerun that leaves one out
 # takes its value from LOGDIR/sweep.json (SLURM's under its 'slurm' key).
 LAUNCH_DEFAULTS = {'launcher': 'local', 'parallel': None}
+ORIGINAL_PROGRAM = 'original_train.py'  # The original's, run by --original.
+ORIGINAL_FOLDER = 'original'  # LOGDIR/original/TASK/SEED: its runs.
 SLURM_DEFAULTS = {'partition': None, 'gpus': 0, 'cpus': RUN_CPUS,
                   'mem': RUN_MEMORY_GB, 'time': 24 * 60, 'max_requeues': 100,
                   'sbatch': []}
@@ -90,10 +93,11 @@ def fail(message):
 # --- The runs ---------------------------------------------------------------
 
 class Run:
-  """One task and seed: its folder and dreamer.py command line."""
+  """One task and seed: its folder and command line, of dreamer.py or of
+  the original's program (`program` ORIGINAL_PROGRAM)."""
 
-  def __init__(self, logdir, task, seed, flags):
-    self.task, self.seed = task, seed
+  def __init__(self, logdir, task, seed, flags, program='dreamer.py'):
+    self.task, self.seed, self.program = task, seed, program
     self.logdir = pathlib.Path(logdir).absolute() / task / str(seed)
     self.argv = ['--logdir', str(self.logdir), '--task', task,
                  '--seed', str(seed)] + list(flags)
@@ -247,12 +251,12 @@ def start_child(run, python=None):
   run.logdir.mkdir(parents=True, exist_ok=True)
   log = open(run.logdir / LOG_NAME, 'a', buffering=1)
   restarts = os.environ.get('SLURM_RESTART_COUNT')
-  log.write(f'{STARTED} {time.strftime("%Y-%m-%d %H:%M:%S")}'
+  log.write(f'sweep: {run.program} started {time.strftime("%Y-%m-%d %H:%M:%S")}'
             f' on {os.uname().nodename}' + (
                 f', SLURM_RESTART_COUNT={restarts}' if restarts else '') + '\n')
   env = dict(absolute_pythonpath(os.environ), PYTHONUNBUFFERED='1')
   child = subprocess.Popen(
-      [python or sys.executable, str(ROOT / 'dreamer.py')] + run.argv,
+      [python or sys.executable, str(ROOT / run.program)] + run.argv,
       stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
       preexec_fn=_prepare_child)
   log.close()
@@ -322,7 +326,7 @@ def last_attempt(path):
   except OSError:
     return []
   starts = [0] + [index + 1 for index, line in enumerate(lines)
-                  if line.startswith(STARTED)]
+                  if STARTED.match(line)]
   return [line for line in lines[starts[-1]:]
           if line.strip() and not TF_LOG.match(line)]
 
@@ -551,6 +555,10 @@ def make_parser():
   parser.add_argument('--tasks', nargs='+', metavar='TASK',
                       help='--task values; paper: the paper\'s 20 DMC tasks')
   parser.add_argument('--seeds', nargs='+', type=int, metavar='SEED')
+  parser.add_argument('--original', type=pathlib.Path, metavar='PATH',
+                      help="run the original's program (original_train.py) "
+                      'with a checkout of danijar/dreamer at PATH instead '
+                      'of ours, into LOGDIR/original/TASK/SEED')
   parser.add_argument('--status', action='store_true',
                       help='print one line per run and the steps done and '
                       'left; start nothing')
@@ -693,6 +701,7 @@ def request_of(args, flags):
   slurm = {key: getattr(args, key) for key in SLURM_DEFAULTS}
   return dict(tasks=args.tasks, expanded_tasks=expand_tasks(args.tasks),
               seeds=args.seeds, flags=list(flags),
+              original=str(args.original) if args.original else None,
               **{key: getattr(args, key) for key in LAUNCH_DEFAULTS},
               slurm=slurm)
 
@@ -725,19 +734,48 @@ def parallel_flags(args, flags):
 
 
 def plan(args, flags):
-  """(runs, configs) of the command, its dreamer.py `flags` checked."""
+  """(runs, configs) of the command, its dreamer.py `flags` checked; with
+  --original, runs of the original's program with the same config."""
   tasks = expand_tasks(args.tasks)
   configs = check_flags(tasks, flags)
-  runs = [Run(args.logdir, task, seed, flags)
-          for task in tasks for seed in args.seeds]
+  if not args.original:
+    return [Run(args.logdir, task, seed, flags)
+            for task in tasks for seed in args.seeds], configs
+  runs = []
+  for task in tasks:
+    try:
+      given = ['--original', str(args.original)] + config.original_flags(
+          configs[task])
+    except ValueError as error:
+      fail(error)
+    runs += [Run(args.logdir, task, seed, given, ORIGINAL_PROGRAM)
+             for seed in args.seeds]
   return runs, configs
+
+
+def check_original(path):
+  """Fails with original_train.py's own line unless PATH is a checkout of
+  the original it recognises (it loads TensorFlow: some seconds)."""
+  result = subprocess.run(
+      [sys.executable, str(ROOT / ORIGINAL_PROGRAM), '--original', str(path),
+       '--help'], capture_output=True, text=True, cwd=ROOT,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+  if result.returncode:
+    lines = result.stderr.strip().splitlines() or [
+        f'exit code {result.returncode}']
+    fail(f'--original {path}: {lines[-1]}')
 
 
 def command_line(argv):
   """(args, dreamer.py flags) of the command line, completed from
   LOGDIR/sweep.json where it records a sweep."""
   args, flags = make_parser().parse_known_args(argv)
+  if args.original:
+    args.original = args.original.expanduser().absolute()
+    args.logdir = args.logdir / ORIGINAL_FOLDER
   recorded = read_request(args.logdir)
+  if recorded and recorded.get('original') and not args.original:
+    args.original = pathlib.Path(recorded['original'])
   complete_runs(args, recorded)
   complete_launcher(args, recorded)
   flags = parallel_flags(args, flags)
@@ -753,6 +791,8 @@ def main(argv=None):
   if args.status:
     print('\n'.join(status(runs, configs)))
     return 0
+  if args.original:
+    check_original(args.original)
   write_request(args, flags)
   todo = []
   for run in runs:

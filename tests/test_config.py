@@ -1,13 +1,15 @@
 """Flags, config values, devices and the exploration noise."""
 
 import pathlib
+import re
 
 import numpy as np
 import pytest
 
 import devices
 import dreamer
-from config import CONFIGS, defaults, parse_args
+from config import (
+    CONFIGS, OURS, defaults, make_config, original_flags, parse_args)
 
 
 def test_flags_parse_like_the_original():
@@ -173,3 +175,27 @@ def test_start_up_names_the_devices_without_tensorflow_noise():
   assert result.stdout.startswith('Training on the CPU: '), result.stdout
   assert 'I0000' not in result.stderr and 'cuInit' not in result.stderr, (
       result.stderr)
+
+
+def test_the_originals_program_gets_the_same_config_in_its_flags():
+  small = make_config(configs=['small'], precision='32', steps=105000,
+                      keep_checkpoints='5000,25000', task='dmc_walker_run',
+                      seed=3, logdir='x')
+  assert original_flags(small) == [
+      '--steps', '105000', '--keep_checkpoints', '5000,25000',
+      '--precision', '32', '--deter_size', '100', '--num_units', '200',
+      '--cnn_depth', '16', '--batch_size', '16']
+  assert original_flags(make_config(pcont=True, model_lr=1e-4)) == [
+      '--pcont', 'True', '--model_lr', '0.0001']
+  assert set(OURS) == set(defaults()) - set(ORIGINAL_DEFAULTS) - {
+      'logdir', 'configs'}
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(obs='proprio'), "--obs is ours: the original's program has no such"),
+    (dict(jit=True), '--jit is ours'),
+    (dict(precision='bf16'), "--precision bf16 is ours: the original's "
+     'program takes 16 or 32')])
+def test_a_flag_the_original_lacks_is_named(overrides, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    original_flags(make_config(**overrides))

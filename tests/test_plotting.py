@@ -419,3 +419,17 @@ def test_bin_width_centres_bins_on_its_multiples(tmp_path, reference):
   assert [(row['step'], row['mean'], row['min'], row['max'], row['runs'])
           for row in rows] == [('5000', '120', '100', '140', '2'),
                                ('10000', '250', '200', '300', '2')]
+
+
+def test_a_sweep_of_both_programs_is_labelled_by_program(tmp_path, reference):
+  sweep = tmp_path / 'sweep'
+  make_run(sweep / TASK / '0', [(100, 10.0)])
+  make_run(sweep / TASK / '1', [(100, 30.0)])
+  make_run(sweep / 'original' / TASK / '0', [(100, 50.0)], task=None)
+  output = tmp_path / 'out.csv'
+  plotting.main(['--sweep', str(sweep), '--reference', str(reference),
+                 '--output', str(output), '--format', 'csv'])
+  rows = [row for row in csv.DictReader(output.open())
+          if row['label'] in ('ours', 'original')]
+  assert {(row['label'], row['mean'], row['runs']) for row in rows} == {
+      ('ours', '20', '2'), ('original', '50', '1')}

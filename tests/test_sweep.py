@@ -274,7 +274,7 @@ TF_NOISE = [  # What TensorFlow 2.21 prints here as dreamer.py starts.
     'E0000 00:00:1796641018.354161    7984 cuda_platform.cc:52] failed call '
     'to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR '
     '(303)']
-EARLIER = [f'{sweep.STARTED} 2026-01-01 00:00:00 on node1',
+EARLIER = ['sweep: dreamer.py started 2026-01-01 00:00:00 on node1',
            'dreamer.py: error: an earlier attempt\'s error']
 TRACEBACK = [
     'Traceback (most recent call last):',
@@ -290,7 +290,7 @@ def fake_run(tmp_path, *lines):
   run = sweep.Run(tmp_path, 'dmc_walker_walk', 0, [])
   run.logdir.mkdir(parents=True)
   (run.logdir / sweep.LOG_NAME).write_text('\n'.join(
-      EARLIER + [f'{sweep.STARTED} 2026-01-02 00:00:00 on node1'] +
+      EARLIER + ['sweep: dreamer.py started 2026-01-02 00:00:00 on node1'] +
       list(lines)) + '\n')
   return run
 

@@ -1,0 +1,91 @@
+"""sweep.py --original: the original's program (original_train.py) for each
+run, with the sweep's config in its own flags, into LOGDIR/original/TASK/SEED;
+locally and on SLURM (.ci/slurm.sh starts one); --status from the logdir
+alone; plotting.py --sweep labels it."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+FLAGS = ['--configs', 'tiny', '--prefill', '60', '--time_limit', '40',
+         '--eval_every', '40', '--log_every', '40', '--train_every', '40',
+         '--train_steps', '2', '--pretrain', '3', '--batch_length', '8',
+         '--log_images', 'False']
+
+
+def sweep(*args):
+  env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2',
+             MUJOCO_GL='egl')
+  return subprocess.run([sys.executable, str(ROOT / 'sweep.py'), *map(
+      str, args)], capture_output=True, text=True, cwd=ROOT, env=env,
+      timeout=900)
+
+
+def done(output, task='dmc_cartpole_balance', seed=0):
+  return re.search(rf'{task}\s+seed {seed}\s+step\s+\d+ of 120 .* done',
+                   output)
+
+
+@pytest.mark.slow
+def test_the_originals_program_sweeps_locally(checkout, tmp_path):
+  logdir = tmp_path / 'sweep'
+  result = sweep('--logdir', logdir, '--original', checkout, '--tasks',
+                 'dmc_cartpole_balance', '--seeds', 0, '--steps', 120, *FLAGS)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  run = logdir / 'original' / 'dmc_cartpole_balance' / '0'
+  assert (run / 'variables.pkl').exists() and done(result.stdout)
+  log = (run / 'sweep.log').read_text()
+  assert log.startswith('sweep: original_train.py started')
+  assert 'Found 74924 model parameters.' in log  # The tiny config's.
+  status = sweep('--logdir', logdir / 'original', '--status')
+  assert status.returncode == 0 and done(status.stdout), status.stderr
+  again = sweep('--logdir', logdir, '--original', checkout)
+  assert 'is done' in again.stdout and again.returncode == 0
+
+  plot = tmp_path / 'plot.csv'
+  result = subprocess.run(
+      [sys.executable, str(ROOT / 'plotting.py'), '--sweep', str(logdir),
+       '--reference', str(checkout / 'scores' / 'dreamer.json'), '--output',
+       str(plot), '--format', 'csv'], capture_output=True, text=True,
+      cwd=ROOT)
+  assert result.returncode == 0, result.stderr
+  assert ',original,' in plot.read_text()
+
+
+def test_a_flag_of_ours_is_refused_for_the_original(checkout, tmp_path):
+  result = sweep('--logdir', tmp_path / 'sweep', '--original', checkout,
+                 '--tasks', 'dmc_cartpole_balance', '--seeds', 0, '--obs',
+                 'both')
+  assert result.returncode == 2 and result.stderr.count('\n') == 1
+  assert result.stderr.startswith(
+      "sweep.py: error: --obs is ours: the original's program has no such "
+      'flag')
+
+
+def test_a_folder_that_is_not_the_originals_is_refused(tmp_path):
+  result = sweep('--logdir', tmp_path / 'sweep', '--original', tmp_path,
+                 '--tasks', 'dmc_cartpole_balance', '--seeds', 0)
+  assert result.returncode == 2 and result.stderr.count('\n') == 1
+  assert result.stderr.startswith(f'sweep.py: error: --original {tmp_path}:')
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which('sbatch'), reason='no sbatch on PATH: '
+                    'start SLURM with `bash .ci/slurm.sh start` (root)')
+def test_the_originals_program_sweeps_on_slurm(checkout, tmp_path):
+  logdir = tmp_path / 'sweep'
+  result = sweep('--logdir', logdir, '--original', checkout, '--tasks',
+                 'dmc_cartpole_balance', '--seeds', 0, '--steps', 120,
+                 '--launcher', 'slurm', '--cpus', 1, '--mem', 2, '--wait',
+                 *FLAGS)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert done(result.stdout), result.stdout
+  run = logdir / 'original' / 'dmc_cartpole_balance' / '0'
+  assert 'SLURM' in (run / 'sweep.log').read_text() or (
+      run / 'sweep-slurm.json').exists()
