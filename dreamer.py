@@ -21,6 +21,7 @@ workers never load it.
 import contextlib
 import errno
 import functools
+import gc
 import json
 import shlex
 import signal
@@ -524,5 +525,13 @@ def start(config, onednn, argv):
   return run(config, resume_command(argv), strategy)
 
 
+def exit_now(code):
+  """Exits with `code` without the interpreter's last garbage collection
+  over TensorFlow's objects (5 s on 2 cores, after everything is saved
+  and closed): gc.freeze() leaves them to the operating system."""
+  gc.freeze()
+  sys.exit(code)
+
+
 if __name__ == '__main__':
-  sys.exit(main(sys.argv[1:]))
+  exit_now(main(sys.argv[1:]))

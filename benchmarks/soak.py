@@ -18,9 +18,11 @@ episode files hold. Prints a JSON report: stops survived, seconds lost per
 stop (unsaved: stop − last checkpoint; restart: start → checkpoint loaded),
 seconds from SIGTERM to exit.
 
-`--sigterm CONFIG` instead measures one figure: a run at `--configs
-CONFIG` (full: the default config) is sent SIGTERM once its first training
-burst runs, and the seconds to its exit are printed.
+`--sigterm CONFIG [--moment trace|burst|episode]` instead measures one
+figure: a run at `--configs CONFIG` (full: the default config) is sent
+SIGTERM while its first update is traced, or in a later update of a burst,
+or in a test episode, and the seconds to its saved checkpoint and to its
+exit are printed.
 
 Not part of the test suite (it runs for many minutes).
 """
@@ -248,31 +250,57 @@ def check_logdir(logdir, steps):
           ).splitlines()) if (logdir / 'metrics.lost.jsonl').exists() else 0}
 
 
-def measure_sigterm(config):
-  """Seconds from SIGTERM (sent during the first training burst) to exit."""
+MOMENTS = ('trace', 'burst', 'episode')
+
+
+def measure_sigterm(config, moment='trace'):
+  """Seconds from SIGTERM to exit (and to the 'Stopped:' line, once the
+  checkpoint is saved) of a run at `config`, the signal sent at `moment`:
+  trace: 5 s into the first training burst, while its update is traced
+  and compiled; burst: once 3 updates of a 20-update burst are done;
+  episode: 2 s into a test episode that trains nothing before it (the
+  run trains only in its first burst)."""
   logdir = pathlib.Path(tempfile.mkdtemp(prefix='dreamer-sigterm-'))
   flags = ['--task', 'dmc_cartpole_balance', '--prefill', '500',
-           '--time_limit', '500']
+           '--time_limit', '500', '--eval_every', '500', '--pretrain', '20']
+  if moment == 'episode':
+    flags += ['--pretrain', '2', '--train_every', '10000000']
   if config != 'full':
     flags += ['--configs', config]
   process = subprocess.Popen(
       command(logdir, 100_000, flags), stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True, cwd=ROOT,
       env=dict(os.environ, PYTHONUNBUFFERED='1'))
-  lines = []
+  evaluations = 0
   for line in process.stdout:
-    lines.append(line)
-    if line.startswith('Training for') and 'Training for 1 step' not in line:
+    evaluations += line.startswith('Start evaluation.')
+    if moment == 'trace' and line.startswith('Training for 20 steps'):
+      time.sleep(5)
       break
-  time.sleep(5)
+    updates = re.search(r'updates ([\d,]+) \(', line)
+    if moment == 'burst' and updates and int(
+        updates.group(1).replace(',', '')) >= 4:  # The initial one + 3.
+      break
+    if moment == 'episode' and evaluations == 2:
+      time.sleep(2)
+      break
   stop = time.time()
   process.send_signal(signal.SIGTERM)
-  rest = process.communicate(timeout=3600)[0]
+  saved = None
+  rest = []
+  for line in process.stdout:
+    rest.append(line)
+    if line.startswith('Stopped:') and saved is None:
+      saved = time.time() - stop
+  process.wait(timeout=3600)
   seconds = time.time() - stop
   shutil.rmtree(logdir, ignore_errors=True)
-  return {'config': config, 'sigterm_to_exit_seconds': round(seconds, 1),
+  text = ''.join(rest).strip()
+  return {'config': config, 'moment': moment,
+          'sigterm_to_saved_seconds': saved and round(saved, 1),
+          'sigterm_to_exit_seconds': round(seconds, 1),
           'exit_code': process.returncode,
-          'last_line': rest.strip().splitlines()[-1] if rest.strip() else ''}
+          'last_line': text.splitlines()[-1] if text else ''}
 
 
 def main():
@@ -287,9 +315,12 @@ def main():
                       action='store_false')
   parser.add_argument('--sigterm', metavar='CONFIG', default=None,
                       help='measure SIGTERM to exit at tiny, small or full')
+  parser.add_argument('--moment', choices=MOMENTS, default='trace',
+                      help='--sigterm: when the signal comes (see '
+                      'measure_sigterm)')
   args = parser.parse_args()
   if args.sigterm:
-    print(json.dumps(measure_sigterm(args.sigterm), indent=2))
+    print(json.dumps(measure_sigterm(args.sigterm, args.moment), indent=2))
     return
   args.steps = args.steps or int(args.minutes * 150)
   print(json.dumps(soak(args), indent=2))

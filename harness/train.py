@@ -37,6 +37,7 @@ Replaced from outside its files, only where it cannot run here:
 """
 
 import argparse
+import gc
 import os
 import pathlib
 import random
@@ -164,6 +165,7 @@ def main(argv=None):
   except agent.Stopped as stop:
     print(f'Stopped at step {stop.args[0]:,}: variables.pkl and the episodes '
           f'are saved. Resume with the same command.', flush=True)
+    gc.freeze()  # No last garbage collection over TensorFlow's objects.
     return 0
   except KeyboardInterrupt:
     print('Interrupted; the same command resumes from variables.pkl and '
