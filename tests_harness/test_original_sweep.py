@@ -1,7 +1,7 @@
 """sweep.py --original: the original's program (original_train.py) for each
-run, with the sweep's config in its own flags, into LOGDIR/original/TASK/SEED;
-locally and on SLURM (.ci/slurm.sh starts one); --status from the logdir
-alone; plotting.py --sweep labels it."""
+run, with the sweep's config in its own flags, into LOGDIR/original/TASK/SEED,
+on SLURM where there is one (.ci/slurm.sh starts it), else locally;
+--status from the logdir alone; plotting.py --sweep labels it."""
 
 import os
 import re
@@ -32,16 +32,25 @@ def done(output, task='dmc_cartpole_balance', seed=0):
                    output)
 
 
+def launcher():
+  """SLURM where there is one (CI starts it: .ci/slurm.sh), else local."""
+  if shutil.which('sbatch'):
+    return ['--launcher', 'slurm', '--cpus', 1, '--mem', 2, '--wait']
+  return []
+
+
 @pytest.mark.slow
-def test_the_originals_program_sweeps_locally(checkout, tmp_path):
+def test_the_originals_program_sweeps(checkout, tmp_path):
   logdir = tmp_path / 'sweep'
   result = sweep('--logdir', logdir, '--original', checkout, '--tasks',
-                 'dmc_cartpole_balance', '--seeds', 0, '--steps', 120, *FLAGS)
+                 'dmc_cartpole_balance', '--seeds', 0, '--steps', 120,
+                 *launcher(), *FLAGS)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   run = logdir / 'original' / 'dmc_cartpole_balance' / '0'
   assert (run / 'variables.pkl').exists() and done(result.stdout)
   log = (run / 'sweep.log').read_text()
   assert log.startswith('sweep: original_train.py started')
+  assert (run / 'sweep-slurm.json').exists() == bool(launcher())
   assert 'Found 74924 model parameters.' in log  # The tiny config's.
   status = sweep('--logdir', logdir / 'original', '--status')
   assert status.returncode == 0 and done(status.stdout), status.stderr
@@ -73,19 +82,3 @@ def test_a_folder_that_is_not_the_originals_is_refused(tmp_path):
                  '--tasks', 'dmc_cartpole_balance', '--seeds', 0)
   assert result.returncode == 2 and result.stderr.count('\n') == 1
   assert result.stderr.startswith(f'sweep.py: error: --original {tmp_path}:')
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not shutil.which('sbatch'), reason='no sbatch on PATH: '
-                    'start SLURM with `bash .ci/slurm.sh start` (root)')
-def test_the_originals_program_sweeps_on_slurm(checkout, tmp_path):
-  logdir = tmp_path / 'sweep'
-  result = sweep('--logdir', logdir, '--original', checkout, '--tasks',
-                 'dmc_cartpole_balance', '--seeds', 0, '--steps', 120,
-                 '--launcher', 'slurm', '--cpus', 1, '--mem', 2, '--wait',
-                 *FLAGS)
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  assert done(result.stdout), result.stdout
-  run = logdir / 'original' / 'dmc_cartpole_balance' / '0'
-  assert 'SLURM' in (run / 'sweep.log').read_text() or (
-      run / 'sweep-slurm.json').exists()
