@@ -257,7 +257,7 @@ def measure_sigterm(config, moment='trace'):
   """Seconds from SIGTERM to exit (and to the 'Stopped:' line, once the
   checkpoint is saved) of a run at `config`, the signal sent at `moment`:
   trace: 5 s into the first training burst, while its update is traced
-  and compiled; burst: once 3 updates of a 20-update burst are done;
+  and compiled; burst: 2 s after 3 updates of a 20-update burst are done;
   episode: 2 s into a test episode that trains nothing before it (the
   run trains only in its first burst)."""
   logdir = pathlib.Path(tempfile.mkdtemp(prefix='dreamer-sigterm-'))
@@ -280,6 +280,7 @@ def measure_sigterm(config, moment='trace'):
     updates = re.search(r'updates ([\d,]+) \(', line)
     if moment == 'burst' and updates and int(
         updates.group(1).replace(',', '')) >= 4:  # The initial one + 3.
+      time.sleep(2)  # Into the next update, not between two.
       break
     if moment == 'episode' and evaluations == 2:
       time.sleep(2)
