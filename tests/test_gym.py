@@ -130,6 +130,8 @@ def test_state_run_with_two_envs(tmp_path):
   out = run(tmp_path, 200, '--task', 'gym_Hopper-v5', '--obs', 'proprio',
             '--envs', '2')
   assert last_updates(out) >= 4
+  # Done as sweep.py counts it: the steps of the episodes on disk.
+  assert replay.count_steps(tmp_path / 'episodes', 2) >= 200
   assert all('image' not in e and e['state'].shape[1:] == (11,)
              for e in episodes(tmp_path))
 
