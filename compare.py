@@ -125,6 +125,8 @@ def statement(programs, reps=REPS):
       difference, low, high = bootstrap_difference(
           returns[names[0]], returns[names[1]], reps)
       differ = 'differ' if low > 0 or high < 0 else 'alike within it'
+      if min(len(returns[names[0]]), len(returns[names[1]])) < 2:
+        differ += ' (one run of a program: the interval holds its episodes, not seeds)'
       line += (f'; {names[0]} − {names[1]} = {difference:.1f}, '
                f'{CONFIDENCE:.0%} interval [{low:.1f}, {high:.1f}]: {differ}')
     balanced = [name for name in names
