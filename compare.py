@@ -24,6 +24,7 @@ import sys
 
 import numpy as np
 
+import kept as kept_module
 import replay
 
 EVAL_HEADER = ('program', 'seed', 'step', 'episodes', 'mean', 'std', 'min',
@@ -148,9 +149,9 @@ def progress(programs):
           logdir / 'config.json').exists() else {}
       reached = replay.count_steps(
           logdir / 'episodes', saved.get('action_repeat', 2))
-      kept = sorted(int(path.stem.rsplit('-', 1)[1]) for path in
-                    (logdir / 'kept').glob('*-*.*')
-                    if path.stem.rsplit('-', 1)[1].isdigit())
+      folder = logdir / kept_module.FOLDER
+      kept = sorted({**kept_module.copies(folder, 'checkpoint', '.npz'),
+                     **kept_module.copies(folder, 'variables', '.pkl')})
       evaluations = ', '.join(
           f'{step:,}: {summary["return_mean"]:.1f}' for step, summary in
           sorted(read_evaluations(logdir).items()))

@@ -63,12 +63,14 @@ def subclass(dreamer_class, logdir, keep=()):
     def _keep(self, step, trained):
       if not keep:
         return
-      copies = kept.copies(folder, 'variables', '.pkl')
-      due = kept.due(keep, copies, step)
-      if due and (trained or step not in copies):
-        kept.store(folder / f'variables-{step}.pkl', step,
-                   lambda temp: self._save_at(temp, step), due,
-                   step in copies)
+      if not hasattr(self, '_copies'):  # Read once: only this run writes.
+        self._copies = kept.copies(folder, 'variables', '.pkl')
+      due = kept.due(keep, self._copies, step)
+      if due and (trained or step not in self._copies):
+        self._copies[step] = kept.store(
+            folder / f'variables-{step}.pkl', step,
+            lambda temp: self._save_at(temp, step), due,
+            step in self._copies)
 
     def _save_at(self, filename, step):
       """The original's save with its step variable at `step` (a training
