@@ -16,6 +16,11 @@ model, error). Nothing in the run's folder but `eval/` is written.
 
 evaluates each of the run's kept checkpoints (--keep_checkpoints) that has
 no evaluation of these --episodes and --seed yet, into RUN/eval/STEP.
+
+    python evaluate.py --logdir runs/cheetah --random --episodes 10
+
+runs uniform random actions instead of a checkpoint, the baseline a trained
+agent should beat, into RUN/eval/random (the run needs only its config).
 """
 
 import json
@@ -68,6 +73,9 @@ def parse(argv):
                       help="evaluate each of the run's kept checkpoints "
                       '(--keep_checkpoints) not yet evaluated with these '
                       '--episodes and --seed, each into RUN/eval/STEP')
+  parser.add_argument('--random', action='store_true',
+                      help='uniform random actions instead of a checkpoint '
+                      '(the baseline), into RUN/eval/random')
   parser.add_argument('--outdir', type=pathlib.Path, default=None,
                       metavar='PATH', help='where to write [default: '
                       'RUN/eval/STEP]')
@@ -79,11 +87,16 @@ def parse(argv):
   config_module.add_config_flags(parser, base, skip=('logdir', 'seed'))
   args = vars(parser.parse_args(argv))
   options = {key: args.pop(key) for key in (
-      'logdir', 'episodes', 'checkpoint', 'kept', 'outdir', 'video', 'seed')}
+      'logdir', 'episodes', 'checkpoint', 'kept', 'random', 'outdir',
+      'video', 'seed')}
   if options['kept'] and (options['checkpoint'] or options['outdir']):
     config_module.fail(
         '--kept evaluates every kept checkpoint into RUN/eval/STEP: pass '
         'it without --checkpoint and --outdir', PROG)
+  if options['random'] and (options['checkpoint'] or options['kept']):
+    config_module.fail(
+        '--random acts without a checkpoint: pass it without --checkpoint '
+        'and --kept', PROG)
   if not options['logdir'].is_dir():
     config_module.fail(f'--logdir {options["logdir"]} is not a folder', PROG)
   if options['episodes'] < 1:
@@ -160,10 +173,29 @@ def output_folder(options, step):
   return folder
 
 
-def run_episodes(config, model, envs, count, seed):
-  """`count` test episodes with the actor's mode (and --eval_noise): a list
-  of (episode, seconds)."""
+def mode_policy(config, model, seed):
+  """The actor's mode (and --eval_noise), as the original evaluates."""
   rng = np.random.default_rng(seed)
+
+  def policy(obs, reset, state):
+    action, latent = dreamer.act(model, obs, reset, state, training=False)
+    if config.eval_noise:
+      action = dreamer.explore(action, config.eval_noise, config.expl, rng)
+    return action, (latent, action)
+  return policy
+
+
+def random_policy(act_space, seed):
+  """Uniform random actions, as the prefill takes them."""
+  rng = np.random.default_rng(seed)
+
+  def policy(obs, reset, state):
+    return np.stack([act_space.sample(rng) for _ in reset]), None
+  return policy
+
+
+def run_episodes(config, policy, envs, count):
+  """`count` test episodes of `policy`: a list of (episode, seconds)."""
   done = []
   start = [time.time()]
 
@@ -176,12 +208,6 @@ def run_episodes(config, model, envs, count, seed):
       print(f'Episode {len(done)}/{count}: return '
             f'{float(episode["reward"].sum()):.1f}, length {length}, '
             f'{done[-1][1]:.1f} s', flush=True)
-
-  def policy(obs, reset, state):
-    action, latent = dreamer.act(model, obs, reset, state, training=False)
-    if config.eval_noise:
-      action = dreamer.explore(action, config.eval_noise, config.expl, rng)
-    return action, (latent, action)
 
   driver = Driver(envs, config.parallel)
   driver.on_episode(record)
@@ -224,7 +250,12 @@ def main(argv=None):
   devices.choose_onednn()
   devices.choose_threads()
   options, config = parse(sys.argv[1:] if argv is None else argv)
-  paths = kept_paths(options) if options['kept'] else [checkpoint_path(options)]
+  if options['random']:
+    paths = [None]
+  elif options['kept']:
+    paths = kept_paths(options)
+  else:
+    paths = [checkpoint_path(options)]
   if not paths:
     print('Nothing left to evaluate.', flush=True)
     return 0
@@ -238,7 +269,10 @@ def main(argv=None):
   envs = dreamer.make_envs(config, 'test', seed=options['seed'])
   try:
     for path in paths:
-      evaluate(config, options, path, envs)
+      if path is None:
+        evaluate_random(config, options, envs)
+      else:
+        evaluate(config, options, path, envs)
   except workers.WorkerError as error:
     print(f'{PROG}: error: {error}', file=sys.stderr, flush=True)
     return 1
@@ -297,29 +331,57 @@ def evaluate(config, options, path, envs):
   print(f'Evaluating {path} (step {step:,}, {told}) on '
         f'{options["episodes"]} episodes, seed {options["seed"]}.',
         flush=True)
-  episodes = run_episodes(
-      config, model, envs, options['episodes'], options['seed'])
+  episodes = run_episodes(config, mode_policy(config, model, options['seed']),
+                          envs, options['episodes'])
   folder = output_folder(options, step)
-  summary = summarize(episodes, config.action_repeat)
-  print(f'Return {summary["return_mean"]:.1f} ± {summary["return_std"]:.1f} '
-        f'(min {summary["return_min"]:.1f}, max {summary["return_max"]:.1f}) '
-        f'over {summary["episodes"]} episodes of mean length '
-        f'{summary["length_mean"]:.0f}, {summary["seconds_per_episode"]:.1f} s '
-        f'each.', flush=True)
+  summary = report(episodes, config.action_repeat)
   if options['video'] != 'none' and 'image' in episodes[0][0]:
-    for index, (episode, _) in enumerate(episodes):
-      write_video(folder / f'episode-{index + 1}.{options["video"]}',
-                  episode['image'])
+    write_videos(folder, episodes, options['video'])
     if len(episodes[0][0]['reward']) > 5:  # Longer than openl's context.
       keys = model.obs_keys + ['action']
       data = {key: episodes[0][0][key][None, :config.batch_length]
               for key in keys}
       openl = model.openl(data).numpy()
       write_video(folder / f'openl.{options["video"]}', tile_video(openl))
-  summary.update(checkpoint=str(path), step=step, seed=options['seed'],
-                 config=config_module.config_dict(config))
+  summary.update(checkpoint=str(path), step=step)
   if updates is not None:
     summary['updates'] = updates
+  write_summary(folder, summary, config, options)
+
+
+def evaluate_random(config, options, envs):
+  """--random: uniform random actions into RUN/eval/random."""
+  print(f'Evaluating uniform random actions on {options["episodes"]} '
+        f'episodes, seed {options["seed"]}.', flush=True)
+  policy = random_policy(envs[0].act_space, options['seed'])
+  episodes = run_episodes(config, policy, envs, options['episodes'])
+  folder = output_folder(options, 'random')
+  summary = report(episodes, config.action_repeat)
+  if options['video'] != 'none' and 'image' in episodes[0][0]:
+    write_videos(folder, episodes, options['video'])
+  summary.update(checkpoint=None, policy='random')
+  write_summary(folder, summary, config, options)
+
+
+def report(episodes, action_repeat):
+  """The summary of `episodes`, printed in one line."""
+  summary = summarize(episodes, action_repeat)
+  print(f'Return {summary["return_mean"]:.1f} ± {summary["return_std"]:.1f} '
+        f'(min {summary["return_min"]:.1f}, max {summary["return_max"]:.1f}) '
+        f'over {summary["episodes"]} episodes of mean length '
+        f'{summary["length_mean"]:.0f}, {summary["seconds_per_episode"]:.1f} s '
+        f'each.', flush=True)
+  return summary
+
+
+def write_videos(folder, episodes, video):
+  for index, (episode, _) in enumerate(episodes):
+    write_video(folder / f'episode-{index + 1}.{video}', episode['image'])
+
+
+def write_summary(folder, summary, config, options):
+  summary.update(seed=options['seed'],
+                 config=config_module.config_dict(config))
   text = json.dumps(summary, indent=2) + '\n'
   tools.write_atomic(folder / 'summary.json',
                      lambda file: file.write(text.encode()))

@@ -89,3 +89,31 @@ def test_bad_input_is_one_line(tmp_path, case):
              'zero': '--episodes must be at least 1'}[case]
   assert message in lines[0]
   assert not (tmp_path / 'run' / 'eval').exists()
+
+
+@pytest.mark.slow
+def test_random_actions_need_only_the_config(trained, tmp_path):
+  logdir = tmp_path / 'config-only'
+  logdir.mkdir()
+  shutil.copy(trained / 'config.json', logdir)
+  runs = [evaluate('--logdir', logdir, '--random', '--episodes', 2,
+                   '--seed', seed, '--video', 'none').stdout
+          for seed in (1, 1, 2)]
+  assert 'Evaluating uniform random actions on 2 episodes' in runs[0]
+  folders = ['random', 'random-2', 'random-3']
+  summaries = [json.loads((logdir / 'eval' / name / 'summary.json')
+                          .read_text()) for name in folders]
+  assert summaries[0]['policy'] == 'random' and summaries[0]['lengths'] == [
+      40, 40]
+  assert summaries[0]['returns'] == summaries[1]['returns']
+  assert summaries[0]['returns'] != summaries[2]['returns']
+  assert sorted(path.name for path in logdir.iterdir()) == [
+      'config.json', 'eval']
+
+
+def test_random_with_a_checkpoint_is_one_line(tmp_path):
+  result = evaluate('--logdir', tmp_path, '--random', '--kept', check=False)
+  assert result.returncode == 2
+  assert result.stderr.strip() == (
+      'evaluate.py: error: --random acts without a checkpoint: pass it '
+      'without --checkpoint and --kept')
