@@ -203,6 +203,11 @@ FLAGS = {
         5.0,
         "initial scale of the actor's pre-tanh Normal",
         low=1e-06),
+    'action_mean_scale': Flag(
+        5.0,
+        "(ours) bound of the actor's pre-tanh mean: loc = scale * tanh(m / "
+        'scale) (the original fixes it at 5)',
+        low=1e-06),
     'expl': Flag(
         'additive_gaussian',
         'exploration while collecting: additive_gaussian, completely_random '

@@ -535,7 +535,8 @@ def build_modules(config, action_size, policy='float32', proprio_size=0,
       feat, (), 3, c.num_units, 'normal', c.dense_act, policy, 'value')
   modules['actor'] = networks.ActionDecoder(
       feat, action_size, 4, c.num_units, c.action_dist, c.dense_act,
-      c.action_init_std, dtype=policy, name='actor')
+      c.action_init_std, mean_scale=c.action_mean_scale, dtype=policy,
+      name='actor')
   if c.pcont:
     modules['pcont'] = networks.DenseDecoder(
         feat, (), 3, c.num_units, 'binary', c.dense_act, policy, 'pcont')

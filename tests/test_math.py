@@ -116,6 +116,29 @@ def test_tanh_normal_mean_and_entropy_estimates():
   np.testing.assert_allclose(dist.entropy(), entropy, atol=0.1)
 
 
+@pytest.mark.parametrize('mean_scale', [5.0, 1.0])
+def test_actor_loc_and_scale_follow_the_formula(mean_scale):
+  # loc = mean_scale tanh(m / mean_scale), scale = softplus(s + log(e^5 - 1))
+  # + 1e-4, with (m, s) the actor's last layer, computed here in numpy.
+  from helpers import tiny_config
+  config = tiny_config(action_mean_scale=mean_scale)
+  actor = models.Dreamer(config, 2).modules['actor']
+  feat = np.random.default_rng(0).normal(0, 30, (64, 20)).astype(np.float32)
+  hidden = feat
+  for name, layer in actor.named_layers.items():
+    hidden = hidden @ layer.kernel.numpy() + layer.bias.numpy()
+    if name != 'hout':
+      hidden = np.where(hidden > 0, hidden, np.expm1(np.minimum(hidden, 0)))
+  m, s = np.split(hidden, 2, -1)
+  loc, scale = actor.tanh_normal_params(tf.constant(feat))
+  np.testing.assert_allclose(
+      loc, mean_scale * np.tanh(m / mean_scale), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+      scale, np.log1p(np.exp(s + np.log(np.expm1(5.0)))) + 1e-4, rtol=1e-4,
+      atol=1e-4)
+  assert np.abs(loc).max() <= mean_scale and np.abs(m).max() > 2 * mean_scale
+
+
 def test_tanh_inverse_is_finite_at_the_bounds():
   bijector = networks.TanhBijector()
   x = bijector.inverse(tf.constant([-1.0, -0.5, 0.0, 0.5, 1.0]))

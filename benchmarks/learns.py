@@ -1,0 +1,189 @@
+"""Does the whole agent learn? Short runs, each against a threshold.
+
+    python benchmarks/learns.py                     # every check
+    python benchmarks/learns.py --checks pendulum   # some
+    python benchmarks/learns.py --list              # the checks, their costs
+
+Each check trains `dreamer.py` from scratch on one task at a named config
+into LOGDIR/NAME (a run already there resumes, so a stopped check goes on
+where it was), then evaluates its final checkpoint (`evaluate.py`, the
+actor's mode, --episodes episodes, seed 0) and uniform random actions
+(`evaluate.py --random`, the same episodes), and prints the return reached
+against its threshold. The exit code is 1 if any check falls short, 2 for
+bad input.
+
+Thresholds come from measured runs (docs/results.md, "Learning checks"):
+halfway between the random policy's return and the mean our seeds reached
+at that step, so a check fails when learning breaks, not when a seed is
+unlucky. What each check found is written to LOGDIR/learns.json.
+
+Not part of the test suite (tests/test_learns.py runs its plumbing at a tiny
+config).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+import typing
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import tools  # noqa: E402
+
+
+class Check(typing.NamedTuple):
+  """One task at one config: train to `steps`, then reach `threshold`."""
+  flags: tuple
+  steps: int
+  threshold: float
+  minutes: int  # Measured on a 2-core CPU (docs/results.md), for --list.
+
+
+CHECKS = {
+    'pendulum': Check(
+        ('--task', 'gym_Pendulum-v1', '--obs', 'proprio', '--configs',
+         'small'), 30000, -800.0, 25),
+    'walker': Check(
+        ('--task', 'dmc_walker_walk', '--obs', 'proprio', '--configs',
+         'small'), 60000, 150.0, 50),
+}
+
+
+def parse(argv):
+  parser = argparse.ArgumentParser(
+      prog='learns.py', description=__doc__.split('\n')[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument('--checks', nargs='+', default=list(CHECKS),
+                      metavar='NAME', help=f'of: {", ".join(CHECKS)}')
+  parser.add_argument('--logdir', type=pathlib.Path,
+                      default=pathlib.Path('runs/learns'),
+                      help='one run per check in LOGDIR/NAME')
+  parser.add_argument('--seed', type=int, default=1,
+                      help="the runs' --seed")
+  parser.add_argument('--episodes', type=int, default=10,
+                      help='test episodes of each evaluation')
+  parser.add_argument('--list', action='store_true',
+                      help='print the checks and stop')
+  # For the plumbing test and for trying a check at other settings.
+  parser.add_argument('--steps', type=int, default=None,
+                      help="every check's steps [default: its own]")
+  parser.add_argument('--threshold', type=float, default=None,
+                      help="every check's threshold [default: its own]")
+  parser.add_argument('--flags', default='',
+                      help='dreamer.py flags after the check\'s own, as one '
+                      'string (e.g. "--train_steps 200")')
+  args = parser.parse_args(argv)
+  unknown = [name for name in args.checks if name not in CHECKS]
+  if unknown:
+    parser.error(f'unknown check {unknown[0]!r}; known: {", ".join(CHECKS)}')
+  if args.episodes < 1:
+    parser.error(f'--episodes must be at least 1, got {args.episodes}')
+  return args
+
+
+def run(argv, log):
+  """Runs `argv` from the checkout, its output appended to `log`; raises
+  RuntimeError with the last line of a failed run."""
+  with open(log, 'a') as file:
+    file.write(f'\n$ {shlex.join(argv)}\n')
+    file.flush()
+    result = subprocess.run(
+        argv, stdout=file, stderr=subprocess.STDOUT, cwd=ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED='1'))
+  if result.returncode:
+    lines = pathlib.Path(log).read_text().strip().splitlines()
+    raise RuntimeError(f'{argv[1]} exited with {result.returncode}: '
+                       f'{lines[-1] if lines else "no output"} (see {log})')
+
+
+def evaluation(logdir, episodes, random=False):
+  """The return_mean of the newest `--episodes` evaluation in
+  LOGDIR/eval/(random|STEP*), or None."""
+  found = []
+  for path in (logdir / 'eval').glob('*/summary.json'):
+    summary = json.loads(path.read_text())
+    if summary.get('episodes') == episodes and summary.get('seed') == 0 and (
+        (summary.get('policy') == 'random') == random):
+      found.append((summary.get('step', 0), path.stat().st_mtime, summary))
+  return max(found, key=lambda item: item[:2])[2] if found else None
+
+
+def verdict(reached, threshold):
+  return 'pass' if reached >= threshold else 'SHORT'
+
+
+def run_check(name, check, args):
+  """Trains and evaluates one check; returns its result dict."""
+  logdir = args.logdir.resolve() / name
+  logdir.mkdir(parents=True, exist_ok=True)
+  log = logdir / 'learns.log'
+  steps = args.steps or check.steps
+  threshold = check.threshold if args.threshold is None else args.threshold
+  python = [sys.executable, '-u']
+  start = time.time()
+  run(python + ['dreamer.py', '--logdir', str(logdir), '--seed',
+                str(args.seed), '--steps', str(steps), *check.flags,
+                *shlex.split(args.flags)], log)
+  minutes = (time.time() - start) / 60
+  final = evaluation(logdir, args.episodes)
+  if final is None or final.get('step', 0) < steps:
+    run(python + ['evaluate.py', '--logdir', str(logdir), '--episodes',
+                  str(args.episodes), '--video', 'none'], log)
+    final = evaluation(logdir, args.episodes)
+  random = evaluation(logdir, args.episodes, random=True)
+  if random is None:
+    run(python + ['evaluate.py', '--logdir', str(logdir), '--random',
+                  '--episodes', str(args.episodes), '--video', 'none'], log)
+    random = evaluation(logdir, args.episodes, random=True)
+  return dict(
+      check=name, task=check.flags[1], steps=final.get('step'),
+      seed=args.seed, reached=final['return_mean'],
+      reached_std=final['return_std'], random=random['return_mean'],
+      threshold=threshold, minutes=round(minutes, 1),
+      verdict=verdict(final['return_mean'], threshold))
+
+
+def line(result):
+  return (f'{result["check"]:<10} {result["task"]:<24} '
+          f'{result["steps"]:>7,} steps {result["minutes"]:6.1f} min  '
+          f'random {result["random"]:8.1f}  reached {result["reached"]:8.1f}'
+          f' ± {result["reached_std"]:.1f}  threshold '
+          f'{result["threshold"]:8.1f}  {result["verdict"]}')
+
+
+def main(argv=None):
+  args = parse(sys.argv[1:] if argv is None else argv)
+  if args.list:
+    for name, check in CHECKS.items():
+      print(f'{name:<10} {shlex.join(check.flags)} --steps {check.steps} '
+            f'(threshold {check.threshold}, about {check.minutes} minutes)')
+    return 0
+  results = []
+  for name in args.checks:
+    print(f'{name}: training and evaluating into {args.logdir / name} '
+          f'(about {CHECKS[name].minutes} minutes on 2 cores) ...',
+          flush=True)
+    try:
+      results.append(run_check(name, CHECKS[name], args))
+    except RuntimeError as error:
+      print(f'learns.py: error: {error}', file=sys.stderr, flush=True)
+      return 2
+    print(line(results[-1]), flush=True)
+  text = json.dumps(results, indent=2) + '\n'
+  tools.write_atomic(args.logdir / 'learns.json',
+                     lambda file: file.write(text.encode()))
+  short = [result['check'] for result in results
+           if result['verdict'] != 'pass']
+  print(f'{len(results) - len(short)} of {len(results)} checks learned'
+        + (f'; short: {", ".join(short)}' if short else '') + '.', flush=True)
+  return 1 if short else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

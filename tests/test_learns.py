@@ -1,0 +1,51 @@
+"""benchmarks/learns.py's plumbing at a tiny config: it trains, evaluates
+the final checkpoint and random actions, judges against the threshold with
+its exit code, and a second call reuses what is done."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+
+TINY = ('--configs tiny --prefill 60 --time_limit 40 --eval_every 80 '
+        '--log_every 40 --train_every 40 --train_steps 2 --pretrain 3 '
+        '--batch_length 8')
+
+
+def learns(*flags):
+  return subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'learns.py'),
+       *map(str, flags)], capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_a_check_is_judged_by_its_threshold_and_reuses_its_run(tmp_path):
+  flags = ('--logdir', tmp_path, '--checks', 'walker', '--steps', 120,
+           '--episodes', 2, '--flags', TINY)
+  short = learns(*flags, '--threshold', 1e9)
+  assert short.returncode == 1, short.stdout + short.stderr
+  assert short.stdout.strip().endswith('0 of 1 checks learned; short: walker.')
+  result, = json.loads((tmp_path / 'learns.json').read_text())
+  summaries = {path.parent.name: json.loads(path.read_text())
+               for path in (tmp_path / 'walker' / 'eval').glob('*/summary.json')}
+  assert sorted(summaries) == sorted(['random', str(result['steps'])])
+  assert result['steps'] >= 120 and result['verdict'] == 'SHORT'
+  assert result['reached'] == summaries[str(result['steps'])]['return_mean']
+  assert result['random'] == summaries['random']['return_mean']
+  assert summaries['random']['lengths'] == [40, 40]
+  passed = learns(*flags, '--threshold', -1e9)
+  assert passed.returncode == 0, passed.stdout + passed.stderr
+  assert passed.stdout.strip().endswith('1 of 1 checks learned.')
+  again, = json.loads((tmp_path / 'learns.json').read_text())
+  assert again['reached'] == result['reached'] and again['verdict'] == 'pass'
+  assert len(list((tmp_path / 'walker' / 'eval').iterdir())) == 2
+
+
+def test_an_unknown_check_is_one_line(tmp_path):
+  result = learns('--logdir', tmp_path, '--checks', 'nope')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "learns.py: error: unknown check 'nope'; known: ")
