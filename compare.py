@@ -43,7 +43,7 @@ def read_evaluations(logdir):
       summary = json.loads(path.read_text())
     except (OSError, ValueError):
       continue
-    if '/kept/' not in summary.get('checkpoint', ''):
+    if '/kept/' not in (summary.get('checkpoint') or ''):  # Not random.
       continue
     step = int(summary['step'])
     if step not in found or summary['episodes'] > found[step]['episodes']:

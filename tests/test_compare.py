@@ -71,6 +71,10 @@ def test_table_statement_and_progress(tmp_path):
     write_run(tmp_path / 'b' / str(seed), seed,
               {5000: [135.0, 137.0], 25000: [300.0, 310.0 + seed]})
   write_run(tmp_path / 'c', 9, {5000: [1.0]}, kept=False)  # Not a kept one.
+  (tmp_path / 'a' / '1' / 'eval' / 'random').mkdir()  # evaluate.py --random.
+  (tmp_path / 'a' / '1' / 'eval' / 'random' / 'summary.json').write_text(
+      json.dumps({'episodes': 2, 'return_mean': 1.0, 'checkpoint': None,
+                  'policy': 'random'}))
   programs = {'a': [str(tmp_path / 'a' / '1'), str(tmp_path / 'a' / '2')],
               'b': [str(tmp_path / 'b' / '1'), str(tmp_path / 'b' / '2')]}
   output = tmp_path / 'evaluations.csv'
