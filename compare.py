@@ -13,7 +13,10 @@ the most episodes) and writes one CSV row per run and step (EVAL_HEADER).
 Prints, at each step both programs reached, the difference of their means
 (first program minus second) with its BOOTSTRAP interval, and with
 `--progress PATH` a markdown table of how far each run is. A program's mean
-at a step is the mean over its runs of each run's mean test return.
+at a step is the mean over its runs of each run's mean test return. The plot
+is titled with the runs' task (config.json; the original's logdirs have
+none: dmc_cartpole_balance) and draws the random policy's return where a run
+has one (evaluate.py --random).
 """
 
 import argparse
@@ -49,6 +52,28 @@ def read_evaluations(logdir):
     if step not in found or summary['episodes'] > found[step]['episodes']:
       found[step] = summary
   return found
+
+
+def random_return(logdir):
+  """The mean return of `logdir`'s evaluate.py --random, or None."""
+  try:
+    summary = json.loads(
+        (pathlib.Path(logdir) / 'eval' / 'random' / 'summary.json').read_text())
+  except (OSError, ValueError):
+    return None
+  return summary.get('return_mean')
+
+
+def task_of(programs, default='dmc_cartpole_balance'):
+  """The task of the first run with a config.json, else `default`."""
+  for logdirs in programs.values():
+    for logdir in logdirs:
+      try:
+        return json.loads(
+            (pathlib.Path(logdir) / 'config.json').read_text())['task']
+      except (OSError, ValueError, KeyError):
+        continue
+  return default
 
 
 def seed_of(logdir):
@@ -105,10 +130,11 @@ def bootstrap_difference(first, second, reps=REPS, confidence=CONFIDENCE,
   return program_mean(first) - program_mean(second), float(low), float(high)
 
 
-def statement(programs, reps=REPS):
+def statement(programs, reps=REPS, balance=True):
   """Lines: at each step that every program's runs all reached, each
   program's mean, the difference of the first two with its interval, and
-  which programs balance the pole there (mean >= BALANCED)."""
+  with `balance` which programs balance the pole there (mean >=
+  BALANCED)."""
   names = list(programs)
   evaluations = {name: [read_evaluations(logdir) for logdir in logdirs]
                  for name, logdirs in programs.items()}
@@ -132,7 +158,9 @@ def statement(programs, reps=REPS):
                f'{CONFIDENCE:.0%} interval [{low:.1f}, {high:.1f}]: {differ}')
     balanced = [name for name in names
                 if program_mean(returns[name]) >= BALANCED]
-    line += f'; balancing (mean ≥ {BALANCED}): {", ".join(balanced) or "none"}'
+    if balance:
+      line += (f'; balancing (mean ≥ {BALANCED}): '
+               f'{", ".join(balanced) or "none"}')
     lines.append(line)
   return lines
 
@@ -162,10 +190,10 @@ def progress(programs):
 
 
 def draw(table, output, reference=None, task='dmc_cartpole_balance',
-         marks=(5000, 105000)):
+         marks=(5000, 105000), random=None):
   """Each program's mean over its runs at each step, with the band of its
   runs' means (min to max); the published runs' returns at `marks` faint
-  behind."""
+  behind; `random`, the random policy's return, dashed."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
@@ -191,6 +219,9 @@ def draw(table, output, reference=None, task='dmc_cartpole_balance',
     axes.fill_between(steps, [min(by_step[s]) for s in steps],
                       [max(by_step[s]) for s in steps], alpha=0.2,
                       color=line.get_color())
+  if random is not None:
+    axes.axhline(random, color='gray', linestyle='--', linewidth=1,
+                 label='random actions')
   axes.set_xlabel('environment steps')
   axes.set_ylabel('test return (10 episodes per run)')
   axes.set_title(task)
@@ -233,13 +264,17 @@ def main(argv=None):
     writer.writerow(EVAL_HEADER)
     writer.writerows(table)
   print(f'{len(table)} evaluations written to {args.output}.')
-  for line in statement(programs):
+  task = task_of(programs)
+  for line in statement(programs, balance=task == 'dmc_cartpole_balance'):
     print(line)
   if args.progress:
     args.progress.write_text('\n'.join(progress(programs)) + '\n')
     print(f'Progress table written to {args.progress}.')
   if args.plot and table:
-    draw(table, args.plot, args.reference)
+    randoms = [value for logdirs in programs.values() for value in map(
+        random_return, logdirs) if value is not None]
+    draw(table, args.plot, args.reference, task,
+         random=np.mean(randoms) if randoms else None)
     print(f'Plot written to {args.plot}.')
   return 0
 

@@ -87,11 +87,26 @@ def test_table_statement_and_progress(tmp_path):
   assert table[1] == ['a', '1', '5000', '2', '135.0', '5.0', '130.0', '140.0']
   assert len(table) == 9
   assert compare.read_evaluations(tmp_path / 'c') == {}
+  assert compare.random_return(tmp_path / 'a' / '1') == 1.0
+  assert compare.random_return(tmp_path / 'a' / '2') is None
+  assert compare.task_of(programs) == 'dmc_cartpole_balance'  # No task saved.
   lines = compare.statement(programs, reps=500)
   assert lines[0].startswith('step 5,000: a 135.0 (2 runs), b 136.0 (2 runs)'
                              '; a − b = -1.0')
   assert 'alike within it' in lines[0] and lines[0].endswith('none')
   assert 'differ' in lines[1] and lines[1].endswith('(mean ≥ 800): a')
+  unbalanced = compare.statement(programs, reps=500, balance=False)
+  assert [line.split('; balancing')[0] for line in lines] == unbalanced
   progress = (tmp_path / 'progress.md').read_text().splitlines()
   assert progress[2] == ('| a | 1 | 0 | - | 5,000: 135.0, 25,000: 890.5 |')
   assert (tmp_path / 'plot.png').stat().st_size > 1000
+
+
+def test_the_task_comes_from_the_runs_config(tmp_path):
+  write_run(tmp_path / 'original', 1, {5000: [1.0]})  # No task in it.
+  write_run(tmp_path / 'ours', 1, {5000: [1.0]})
+  (tmp_path / 'ours' / 'config.json').write_text(json.dumps(
+      {'seed': 1, 'task': 'dmc_walker_walk'}))
+  programs = {'original': [str(tmp_path / 'original')],
+              'ours': [str(tmp_path / 'ours')]}
+  assert compare.task_of(programs) == 'dmc_walker_walk'
