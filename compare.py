@@ -29,6 +29,7 @@ import numpy as np
 
 import kept as kept_module
 import replay
+from config import saved_config
 
 EVAL_HEADER = ('program', 'seed', 'step', 'episodes', 'mean', 'std', 'min',
                'max')
@@ -68,22 +69,25 @@ def task_of(programs, default='dmc_cartpole_balance'):
   """The task of the first run with a config.json, else `default`."""
   for logdirs in programs.values():
     for logdir in logdirs:
-      try:
-        return json.loads(
-            (pathlib.Path(logdir) / 'config.json').read_text())['task']
-      except (OSError, ValueError, KeyError):
-        continue
+      task = saved(logdir).get('task')
+      if task:
+        return task
   return default
+
+
+def saved(logdir):
+  """The run's config.json, or {} (the original's logdirs have none)."""
+  config = saved_config(pathlib.Path(logdir))
+  return config if isinstance(config, dict) else {}
 
 
 def seed_of(logdir):
   """The run's seed: config.json's, else its folder's name."""
-  try:
-    return int(json.loads(
-        (pathlib.Path(logdir) / 'config.json').read_text())['seed'])
-  except (OSError, ValueError, KeyError):
-    name = pathlib.Path(logdir).name
-    return int(name) if name.isdigit() else name
+  config = saved(logdir)
+  if 'seed' in config:
+    return int(config['seed'])
+  name = pathlib.Path(logdir).name
+  return int(name) if name.isdigit() else name
 
 
 def rows(programs):
@@ -173,10 +177,8 @@ def progress(programs):
   for program, logdirs in programs.items():
     for logdir in logdirs:
       logdir = pathlib.Path(logdir)
-      saved = json.loads((logdir / 'config.json').read_text()) if (
-          logdir / 'config.json').exists() else {}
       reached = replay.count_steps(
-          logdir / 'episodes', saved.get('action_repeat', 2))
+          logdir / 'episodes', saved(logdir).get('action_repeat', 2))
       folder = logdir / kept_module.FOLDER
       kept = sorted({**kept_module.copies(folder, 'checkpoint', '.npz'),
                      **kept_module.copies(folder, 'variables', '.pkl')})

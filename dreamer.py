@@ -128,12 +128,20 @@ def prefill(config, driver, act_space, step, rng):
   if not missing:
     return
 
-  def random_policy(obs, reset, state):
-    check_stop()
-    return np.stack([act_space.sample(rng) for _ in reset]), None
-
-  driver(random_policy, steps=-(-missing // config.action_repeat))
+  driver(uniform_policy(act_space, rng, check_stop),
+         steps=-(-missing // config.action_repeat))
   driver.reset()
+
+
+def uniform_policy(act_space, rng, before_step=None):
+  """Uniform random actions for every environment, drawn from `rng`
+  (the prefill's, and evaluate.py --random's)."""
+
+  def policy(obs, reset, state):
+    if before_step:
+      before_step()
+    return np.stack([act_space.sample(rng) for _ in reset]), None
+  return policy
 
 
 def build(config, strategy, env, logger, step, progress, rng):

@@ -185,15 +185,6 @@ def mode_policy(config, model, seed):
   return policy
 
 
-def random_policy(act_space, seed):
-  """Uniform random actions, as the prefill takes them."""
-  rng = np.random.default_rng(seed)
-
-  def policy(obs, reset, state):
-    return np.stack([act_space.sample(rng) for _ in reset]), None
-  return policy
-
-
 def run_episodes(config, policy, envs, count):
   """`count` test episodes of `policy`: a list of (episode, seconds)."""
   done = []
@@ -353,7 +344,8 @@ def evaluate_random(config, options, envs):
   """--random: uniform random actions into RUN/eval/random."""
   print(f'Evaluating uniform random actions on {options["episodes"]} '
         f'episodes, seed {options["seed"]}.', flush=True)
-  policy = random_policy(envs[0].act_space, options['seed'])
+  policy = dreamer.uniform_policy(
+      envs[0].act_space, np.random.default_rng(options['seed']))
   episodes = run_episodes(config, policy, envs, options['episodes'])
   folder = output_folder(options, 'random')
   summary = report(episodes, config.action_repeat)
