@@ -4,7 +4,8 @@
     python benchmarks/learns.py --checks pendulum   # some
     python benchmarks/learns.py --list              # the checks, their costs
 
-Each check trains `dreamer.py` from scratch on one task at a named config
+The checks run side by side, --jobs at a time (default 2, one per core of
+the 2-core CPU their minutes were measured on). Each check trains `dreamer.py` from scratch on one task at a named config
 into LOGDIR/NAME (a run already there resumes, so a stopped check goes on
 where it was), then evaluates its final checkpoint (`evaluate.py`, the
 actor's mode, --episodes episodes, seed 0) and uniform random actions
@@ -22,6 +23,7 @@ config).
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -74,6 +76,8 @@ def parse(argv):
                       help="the runs' --seed")
   parser.add_argument('--episodes', type=int, default=10,
                       help='test episodes of each evaluation')
+  parser.add_argument('--jobs', type=int, default=2,
+                      help='checks that run at the same time')
   parser.add_argument('--list', action='store_true',
                       help='print the checks and stop')
   # For the plumbing test and for trying a check at other settings.
@@ -88,6 +92,8 @@ def parse(argv):
   unknown = [name for name in args.checks if name not in CHECKS]
   if unknown:
     parser.error(f'unknown check {unknown[0]!r}; known: {", ".join(CHECKS)}')
+  if args.jobs < 1:
+    parser.error(f'--jobs must be at least 1, got {args.jobs}')
   if args.episodes < 1:
     parser.error(f'--episodes must be at least 1, got {args.episodes}')
   return args
@@ -163,6 +169,29 @@ def line(result):
           f'{result["threshold"]:8.1f}  {result["verdict"]}')
 
 
+def run_checks(args):
+  """Runs the checks, --jobs at a time, printing each as it ends; returns
+  their results in the order asked, or raises the first RuntimeError once
+  all have ended."""
+  start = time.time()
+  found, errors = {}, []
+  with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+    futures = {pool.submit(run_check, name, CHECKS[name], args): name
+               for name in args.checks}
+    for future in concurrent.futures.as_completed(futures):
+      try:
+        found[futures[future]] = future.result()
+      except RuntimeError as error:
+        errors.append(error)
+        continue
+      print(line(found[futures[future]]), flush=True)
+  if errors:
+    raise errors[0]
+  print(f'All checks took {(time.time() - start) / 60:.1f} minutes, '
+        f'{args.jobs} at a time.', flush=True)
+  return [found[name] for name in args.checks]
+
+
 def main(argv=None):
   args = parse(sys.argv[1:] if argv is None else argv)
   if args.list:
@@ -170,17 +199,15 @@ def main(argv=None):
       print(f'{name:<10} {shlex.join(check.flags)} --steps {check.steps} '
             f'(threshold {check.threshold}, about {check.minutes} minutes)')
     return 0
-  results = []
   for name in args.checks:
     print(f'{name}: training and evaluating into {args.logdir / name} '
           f'(about {CHECKS[name].minutes} minutes on 2 cores) ...',
           flush=True)
-    try:
-      results.append(run_check(name, CHECKS[name], args))
-    except RuntimeError as error:
-      print(f'learns.py: error: {error}', file=sys.stderr, flush=True)
-      return 2
-    print(line(results[-1]), flush=True)
+  try:
+    results = run_checks(args)
+  except RuntimeError as error:
+    print(f'learns.py: error: {error}', file=sys.stderr, flush=True)
+    return 2
   text = json.dumps(results, indent=2) + '\n'
   tools.write_atomic(args.logdir / 'learns.json',
                      lambda file: file.write(text.encode()))
