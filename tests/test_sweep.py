@@ -1,8 +1,8 @@
-"""sweep.py: the flags checked before anything starts, LOGDIR/sweep.json
-(--status and a rerun with the logdir alone, seeds added, other flags
-refused), what --status says ended a run (a signal, or an exit code and
-dreamer.py's error line), the local launcher (a signal while a run starts
-reaches it; end to end: a stop, a rerun that resumes and skips,
+"""sweep.py and its launchers.py: the flags checked before anything starts,
+LOGDIR/sweep.json (--status and a rerun with the logdir alone, seeds added,
+other flags refused), what --status says ended a run (a signal, or an exit
+code and dreamer.py's error line), the local launcher (a signal while a run
+starts reaches it; end to end: a stop, a rerun that resumes and skips,
 --status), and the SLURM launcher against a real SLURM (.ci/slurm.sh
 starts one): a job requeued while it trains resumes from its checkpoint to
 its last step."""
@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+import launchers
 import sweep
 from helpers import ROOT, tiny_flags
 
@@ -158,15 +159,15 @@ def test_paper_is_the_papers_twenty_tasks(tmp_path):
 # --- LOGDIR/sweep.json ------------------------------------------------------
 
 def no_starts(monkeypatch):
-  """The (runs, parallel) that sweep.run_local is asked to start from now
-  on; it starts nothing."""
+  """The (runs, parallel) that launchers.run_local is asked to start from
+  now on; it starts nothing."""
   calls = []
 
   def run_local(runs, parallel):
     calls.append((runs, parallel))
     return []
 
-  monkeypatch.setattr(sweep, 'run_local', run_local)
+  monkeypatch.setattr(launchers, 'run_local', run_local)
   return calls
 
 
@@ -181,9 +182,9 @@ def test_status_from_the_logdir_alone_is_the_whole_commands(
   assert (request['tasks'], request['seeds']) == (TASKS, [0, 1])
   assert request['flags'] == ['--steps', '200'] + FLAGS
   assert (request['launcher'], request['parallel']) == ('local', 2)
-  killed = sweep.Run(logdir, TASKS[1], 0, [])
+  killed = launchers.Run(logdir, TASKS[1], 0, [])
   killed.logdir.mkdir(parents=True)
-  sweep.record_exit(killed, -signal.SIGKILL)
+  launchers.record_exit(killed, -signal.SIGKILL)
   whole = sweep_run(command(logdir, '--status'))
   only = sweep_run(alone(logdir, '--status'))
   assert whole.returncode == only.returncode == 0, whole.stderr + only.stderr
@@ -285,11 +286,11 @@ TRACEBACK = [
 
 
 def fake_run(tmp_path, *lines):
-  """A sweep.Run whose RUN/sweep.log holds EARLIER, then `lines` after the
-  sweep's line of a start."""
-  run = sweep.Run(tmp_path, 'dmc_walker_walk', 0, [])
+  """A launchers.Run whose RUN/sweep.log holds EARLIER, then `lines` after
+  the sweep's line of a start."""
+  run = launchers.Run(tmp_path, 'dmc_walker_walk', 0, [])
   run.logdir.mkdir(parents=True)
-  (run.logdir / sweep.LOG_NAME).write_text('\n'.join(
+  (run.logdir / launchers.LOG_NAME).write_text('\n'.join(
       EARLIER + ['sweep: dreamer.py started 2026-01-02 00:00:00 on node1'] +
       list(lines)) + '\n')
   return run
@@ -297,9 +298,9 @@ def fake_run(tmp_path, *lines):
 
 def ended(run, code, **kwargs):
   """(state, detail, RUN/sweep-exit.json) after record_exit(run, code)."""
-  error = sweep.record_exit(run, code, **kwargs)
-  state, _, detail = sweep.state_of(run, steps=100, action_repeat=2)
-  record = json.loads((run.logdir / sweep.EXIT_NAME).read_text())
+  error = launchers.record_exit(run, code, **kwargs)
+  state, _, detail = launchers.state_of(run, steps=100, action_repeat=2)
+  record = json.loads((run.logdir / launchers.EXIT_NAME).read_text())
   assert {'code', 'failed', 'error', 'time'} <= set(record)
   assert record['code'] == code and record['error'] == error
   return state, detail, record
@@ -345,10 +346,10 @@ def test_a_run_asked_to_stop_is_not_failed(tmp_path):
 
 def test_an_older_record_of_a_kill_says_stopped(tmp_path):
   run = fake_run(tmp_path)
-  (run.logdir / sweep.EXIT_NAME).write_text(json.dumps(
+  (run.logdir / launchers.EXIT_NAME).write_text(json.dumps(
       {'code': -9, 'failed': True, 'error': TF_NOISE[1],
        'time': '2026-01-02 00:00:00'}))
-  assert sweep.state_of(run, 100, 2) == ('stopped', 0, 'killed by SIGKILL')
+  assert launchers.state_of(run, 100, 2) == ('stopped', 0, 'killed by SIGKILL')
 
 
 # --- Local launcher ----------------------------------------------------------
@@ -363,8 +364,8 @@ def test_a_signal_while_a_run_starts_reaches_it(
   second run never starts. The runs are a stand-in dreamer.py that sleeps
   for 20 s."""
   (tmp_path / 'dreamer.py').write_text('import time\ntime.sleep(20)\n')
-  monkeypatch.setattr(sweep, 'ROOT', tmp_path)
-  start_child = sweep.start_child
+  monkeypatch.setattr(launchers, 'ROOT', tmp_path)
+  start_child = launchers.start_child
 
   def signalled_start(run, python=None):
     if when == 'before':
@@ -374,11 +375,12 @@ def test_a_signal_while_a_run_starts_reaches_it(
       os.kill(os.getpid(), signal.SIGTERM)
     return child
 
-  monkeypatch.setattr(sweep, 'start_child', signalled_start)
-  runs = [sweep.Run(tmp_path / 'sweep', TASKS[0], seed, []) for seed in (0, 1)]
+  monkeypatch.setattr(launchers, 'start_child', signalled_start)
+  runs = [launchers.Run(tmp_path / 'sweep', TASKS[0], seed, [])
+          for seed in (0, 1)]
   with waiting_thread() if thread else contextlib.nullcontext():
-    assert sweep.run_local(runs, parallel=2) == []
-  record = json.loads((runs[0].logdir / sweep.EXIT_NAME).read_text())
+    assert launchers.run_local(runs, parallel=2) == []
+  record = json.loads((runs[0].logdir / launchers.EXIT_NAME).read_text())
   assert (record['code'], record['signal']) == (-signal.SIGTERM, 'SIGTERM')
   assert not runs[1].logdir.exists()
 
@@ -450,7 +452,7 @@ def slurm_ready():
 
 def array_jobs(logdir):
   return {run: json.loads((logdir / run[0] / str(run[1]) /
-                           sweep.SLURM_NAME).read_text())['job_id']
+                           launchers.SLURM_NAME).read_text())['job_id']
           for run in [(TASKS[0], 0), (TASKS[1], 0)]}
 
 
