@@ -70,13 +70,13 @@ def parse(argv):
                       metavar='NAME', help=f'of: {", ".join(CHECKS)}')
   parser.add_argument('--logdir', type=pathlib.Path,
                       default=pathlib.Path('runs/learns'),
-                      help='one run per check in LOGDIR/NAME')
+                      help='one run per check and seed in LOGDIR/NAME/SEED')
   parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2],
                       metavar='SEED', help='a run of each check per seed')
   parser.add_argument('--episodes', type=int, default=10,
                       help='test episodes of each evaluation')
   parser.add_argument('--jobs', type=int, default=2,
-                      help='checks that run at the same time')
+                      help='runs that go at the same time')
   parser.add_argument('--list', action='store_true',
                       help='print the checks and stop')
   # For the plumbing test and for trying a check at other settings.
