@@ -2,8 +2,8 @@
 
 (a) The environment it is served (our spawned worker, harness/env.py)
     equals the original's own wrapper stack step for step; (b) a tiny run
-    of the original ends with its logdir complete, and the same command
-    with more steps resumes from it; (c) its seeding leaves the original's
+    of the original stopped by SIGTERM leaves its logdir complete, and the
+    same command with more steps resumes from it to its end; (c) its seeding leaves the original's
     latent noise fresh for every sample, as the original draws it.
 
 The checkout comes from DREAMER_ORIGINAL_DIR (default
@@ -186,24 +186,36 @@ TINY = (
     '--log_images False').split()
 
 
-def run_original(checkout, logdir, steps, *flags):
-  command = [
-      sys.executable, str(ROOT / 'original_train.py'), '--original',
-      str(checkout), '--logdir', str(logdir), *TINY, '--steps', str(steps),
-      *flags]
-  result = subprocess.run(
-      command, env=_env(), cwd=ROOT, capture_output=True, text=True,
-      timeout=600)
-  assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
-  return result.stdout
+def start_original(checkout, logdir, steps, *flags):
+  return subprocess.Popen(
+      [sys.executable, str(ROOT / 'original_train.py'), '--original',
+       str(checkout), '--logdir', str(logdir), *TINY, '--steps', str(steps),
+       *flags],
+      env=dict(_env(), PYTHONUNBUFFERED='1'), cwd=ROOT, text=True,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.slow
-def test_tiny_original_run_and_resume(checkout, tmp_path):
+def test_tiny_original_run_stopped_by_sigterm_then_resumed(checkout, tmp_path):
+  """SIGTERM as the second evaluation starts (step 120, after one collected
+  episode): the run stops at the next training episode's start, still 120,
+  saved; the same command with more steps resumes there and ends."""
   logdir = tmp_path / 'original'
-  out = run_original(checkout, logdir, 120, '--keep_checkpoints', '80,100,140')
+  keep = ('--keep_checkpoints', '80,100,140')
+  process = start_original(checkout, logdir, 1000, *keep)
+  lines = []
+  for line in process.stdout:
+    lines.append(line)
+    if sum(x.startswith('Start evaluation.') for x in lines) == 2:
+      process.send_signal(signal.SIGTERM)
+      break
+  out = ''.join(lines) + process.communicate(timeout=600)[0]
+  assert process.returncode == 0, out[-3000:]
   assert 'replaced:' in out and 'dreamer.make_env' in out
   assert 'Load checkpoint.' not in out
+  assert 'SIGTERM: stopping at the start of the next training episode' in out
+  assert re.search(r'Stopped at step 120: variables.pkl and the episodes are '
+                   r'saved', out), out[-3000:]
   lines = [json.loads(line) for line in
            (logdir / 'metrics.jsonl').read_text().splitlines()]
   assert any('test/return' in line for line in lines)
@@ -214,7 +226,8 @@ def test_tiny_original_run_and_resume(checkout, tmp_path):
     assert episode['image'].shape == (21, 64, 64, 3)
     assert episode['action'].shape == (21, 1)
     assert episode['position'].dtype == np.float32
-  assert (logdir / 'variables.pkl').exists()
+  with open(logdir / 'variables.pkl', 'rb') as file:
+    assert int(pickle.load(file)[0]) == 120  # The agent's step variable.
   assert list(logdir.glob('events.out.tfevents.*'))
   # Kept: 80 after the pretrain in the test episode's first call, 100 at the
   # first call at 100 (no training due there).
@@ -223,13 +236,19 @@ def test_tiny_original_run_and_resume(checkout, tmp_path):
            for path in (logdir / 'kept').glob('variables-*.pkl')}
   assert sorted(first) == ['variables-100.pkl', 'variables-80.pkl']
   with open(logdir / 'kept' / 'variables-80.pkl', 'rb') as file:
-    assert int(pickle.load(file)[0]) == 80  # The agent's step variable.
+    assert int(pickle.load(file)[0]) == 80
 
-  out = run_original(checkout, logdir, 160, '--keep_checkpoints', '80,100,140')
-  assert 'Load checkpoint.' in out
+  process = start_original(checkout, logdir, 160, *keep)
+  out = process.communicate(timeout=600)[0]
+  assert process.returncode == 0, out[-3000:]
+  assert 'Load checkpoint.' in out and 'Prefill dataset with 0 steps.' in out
   assert re.findall(r'Kept the checkpoint of step (\d+)', out) == ['140']
   assert {name: (logdir / 'kept' / name).read_bytes()
           for name in first} == first
+  assert len(list((logdir / 'episodes').glob('*.npz'))) == 4
+  steps = [json.loads(line)['step'] for line in
+           (logdir / 'metrics.jsonl').read_text().splitlines()]
+  assert max(steps) == 160
   # Ours evaluates a kept copy, at the step it was kept.
   result = subprocess.run(
       [sys.executable, str(ROOT / 'evaluate.py'), '--logdir', str(logdir),
@@ -242,42 +261,6 @@ def test_tiny_original_run_and_resume(checkout, tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert json.loads((logdir / 'eval' / '140' / 'summary.json').read_text())[
       'step'] == 140
-  assert 'Prefill dataset with 0 steps.' in out
-  assert len(list((logdir / 'episodes').glob('*.npz'))) == 4
-  steps = [json.loads(line)['step'] for line in
-           (logdir / 'metrics.jsonl').read_text().splitlines()]
-  assert max(steps) == 160
-
-
-@pytest.mark.slow
-def test_sigterm_stops_at_a_training_episodes_start_and_resumes(
-    checkout, tmp_path):
-  logdir = tmp_path / 'original'
-  process = subprocess.Popen(
-      [sys.executable, str(ROOT / 'original_train.py'), '--original',
-       str(checkout), '--logdir', str(logdir), *TINY, '--steps', '1000'],
-      env=dict(_env(), PYTHONUNBUFFERED='1'), cwd=ROOT, text=True,
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-  lines = []
-  for line in process.stdout:
-    lines.append(line)
-    if line.startswith('Start collection.'):
-      process.send_signal(signal.SIGTERM)
-      break
-  out = ''.join(lines) + process.communicate(timeout=600)[0]
-  assert process.returncode == 0, out[-3000:]
-  assert 'SIGTERM: stopping at the start of the next training episode' in out
-  step = int(re.search(
-      r'Stopped at step ([\d,]+): variables.pkl and the episodes are saved',
-      out).group(1).replace(',', ''))
-  episodes = list((logdir / 'episodes').glob('*.npz'))
-  assert step == 40 * len(episodes)  # 20 agent steps of 2 each: all saved.
-  with open(logdir / 'variables.pkl', 'rb') as file:
-    assert int(pickle.load(file)[0]) == step
-
-  out = run_original(checkout, logdir, step + 40)
-  assert 'Load checkpoint.' in out and 'Prefill dataset with 0 steps.' in out
-  assert len(list((logdir / 'episodes').glob('*.npz'))) == len(episodes) + 1
 
 
 def test_a_logdir_in_use_is_refused(checkout, tmp_path):
