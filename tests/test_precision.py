@@ -10,7 +10,7 @@ from synthetic import random_batch
 
 # The image log-likelihood holds a constant 12288 · log √(2π) ≈ 11292.
 IMAGE_CONSTANT = 11292
-UPDATES = 300
+UPDATES = 200
 SEEDS = (0, 1, 2)
 
 
@@ -44,8 +44,10 @@ def model_loss_excess(precision, seed=0, model_lr=1e-3):
 @pytest.mark.slow
 def test_bfloat16_learns_as_well_as_float32():
   """Means over three seeds: one seed's final float32 loss moves by up to
-  15% with float32 round-off alone (seed 0: 21.3 or 18.2 after one layer's
-  gradient was summed in another order), bfloat16's by no more."""
+  15% with float32 round-off alone (seed 0 after 300 updates: 21.3 or 18.2
+  after one layer's gradient was summed in another order), bfloat16's by no
+  more. After 200 updates (AMD EPYC, 2026-12-07) the excess fell from 420 to
+  27.6-30.4 in float32, 25.7-29.5 in bfloat16: means 6% apart."""
   runs = {precision: [model_loss_excess(precision, seed) for seed in SEEDS]
           for precision in ('32', 'bf16')}
   for precision, excess in runs.items():
