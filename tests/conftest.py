@@ -3,11 +3,25 @@ in. Shared functions live in helpers.py (tests_harness/ has its own
 conftest.py for the harness's tests)."""
 
 import os
+import random
+import sys
 
+import numpy as np
 import pytest
 
 # The fast setting dreamer.py chooses, before anything imports TensorFlow.
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+  """Each test starts from the same global random state (Python's, which
+  Keras draws unseeded initial weights from, NumPy's, and TensorFlow's once
+  it is imported), so no test passes or fails by chance."""
+  random.seed(0)
+  np.random.seed(0)
+  if 'tensorflow' in sys.modules:
+    sys.modules['tensorflow'].random.set_seed(0)
 
 
 @pytest.fixture(scope='session')
