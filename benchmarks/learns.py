@@ -206,8 +206,8 @@ def main(argv=None):
   for name in args.checks:
     print(f'{name}: training and evaluating seeds '
           f'{" ".join(map(str, args.seeds))} into {args.logdir / name} '
-          f'(about {CHECKS[name].minutes} minutes a seed, two at a time on '
-          '2 cores) ...', flush=True)
+          f'(about {CHECKS[name].minutes} minutes a seed, {args.jobs} at a '
+          'time on 2 cores) ...', flush=True)
   try:
     results = run_checks(args)
   except RuntimeError as error:
